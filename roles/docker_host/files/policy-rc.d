@@ -1,0 +1,3 @@
+#!/bin/sh
+# Containers start no services while packages install.
+exit 101

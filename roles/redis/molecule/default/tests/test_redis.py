@@ -1,0 +1,108 @@
+"""Verify the redis role against the running container, using the role's own variables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+import whatsapp_testlib as lib
+
+VARS = lib.role_vars()
+SPEC = VARS["spec"]
+NAME = SPEC["name"]
+PORT = int(VARS["port"])
+ADDRESS = VARS["publish_address"]
+
+
+def client(password: str | None = VARS["password"]) -> redis.Redis:
+    return redis.Redis(host=ADDRESS, port=PORT, password=password, socket_timeout=3)
+
+
+def test_container_follows_the_spec(host):
+    data = lib.assert_standard_container(host, SPEC, VARS["restart_policy"])
+    assert data["HostConfig"]["ReadonlyRootfs"] is True
+    assert data["HostConfig"]["CapDrop"] == ["ALL"]
+    assert any(m["Type"] == "volume" and m["Destination"] == "/data" for m in data["Mounts"])
+
+
+def test_runs_as_the_declared_non_root_user(host):
+    uid_gid = host.check_output("docker exec %s sh -c 'echo $(id -u):$(id -g)'", NAME)
+    assert uid_gid == VARS["user"]
+    assert not uid_gid.startswith("0:")
+
+
+def test_ping_answered_on_loopback_with_the_password():
+    assert client().ping() is True
+
+
+def test_unauthenticated_clients_are_refused():
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        client(password=None).get("anything")
+
+
+def test_port_published_on_loopback_only(host):
+    data = lib.inspect(host, NAME)
+    assert lib.published_bindings(data) == {f"{SPEC['published_ports'][0].split(':')[-1]}/tcp": [(ADDRESS, str(PORT))]}
+    assert lib.listening_addresses(host, PORT) == {ADDRESS}
+    for addr in lib.host_addresses():
+        assert not lib.tcp_connect(addr, PORT), f"port {PORT} answers on {addr}"
+
+
+def test_persistence_settings_apply():
+    config = client().config_get("append*")
+    assert config["appendonly"] == "yes"
+    assert config["appendfsync"] == SPEC["command"][2].split("appendfsync ")[1].split("\n")[0]
+    assert int(client().config_get("maxmemory")["maxmemory"]) > 0
+
+
+def test_image_source_is_labelled(host):
+    data = lib.inspect(host, NAME)
+    expected = "self-built" if VARS["self_build"] else "upstream"
+    assert data["Config"]["Labels"]["com.whatsapp.image-source"] == expected
+    if VARS["self_build"]:
+        image = json_inspect_image(host, SPEC["image"])
+        assert image["Config"]["Labels"]["com.whatsapp.self-built"] == "true"
+
+
+def json_inspect_image(host, image: str) -> dict:
+    import json
+
+    return json.loads(host.check_output("docker image inspect %s", image))[0]
+
+
+def test_a_key_survives_container_re_creation(host):
+    key, value = f"molecule:{uuid.uuid4()}", str(uuid.uuid4())
+    client().set(key, value)
+    old_id = lib.inspect(host, NAME)["Id"]
+    host.check_output("docker stop %s", NAME)
+    host.check_output("docker rm %s", NAME)
+    converge_again()
+    assert lib.inspect(host, NAME)["Id"] != old_id
+    assert client().get(key).decode() == value
+
+
+def converge_again() -> None:
+    """Run the scenario's converge playbook again: the role re-creates the container."""
+    project_role = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    env = dict(
+        os.environ,
+        ANSIBLE_ROLES_PATH=str(project_role.parent),
+        ANSIBLE_LOOKUP_PLUGINS=str(project_role.parent.parent / "plugins" / "lookup"),
+    )
+    result = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"),
+            str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

@@ -1,0 +1,82 @@
+"""Helpers shared by the testinfra verifiers of every role's molecule scenario.
+
+A verifier reads the role's resolved variables (written by converge.yml) and asserts the
+running container matches them: the values come from the role, not copies of literals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+
+def role_vars() -> dict[str, Any]:
+    """The variables converge.yml recorded for this scenario."""
+    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "role_vars.json"
+    return json.loads(path.read_text())
+
+
+def inspect(host, name: str) -> dict[str, Any]:
+    """`docker inspect` of one container, as a dict."""
+    return json.loads(host.check_output("docker inspect %s", name))[0]
+
+
+def size_to_bytes(size: str) -> int:
+    """Docker size string (512m, 1g) to bytes, as the engine stores limits."""
+    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    return int(size[:-1]) * units[size[-1].lower()]
+
+
+def assert_standard_container(host, spec: dict[str, Any], restart_policy: str) -> dict[str, Any]:
+    """Assert what every container of the stack promises; returns its inspect data."""
+    assert host.docker(spec["name"]).is_running, f"{spec['name']} is not running"
+    data = inspect(host, spec["name"])
+    assert data["State"]["Health"]["Status"] == "healthy"
+    assert data["Config"]["Image"] == spec["image"]
+    hc = data["HostConfig"]
+    assert hc["Memory"] == size_to_bytes(spec["memory"])
+    if spec.get("memory_reservation"):
+        assert hc["MemoryReservation"] == size_to_bytes(spec["memory_reservation"])
+    assert hc["NanoCpus"] == int(float(spec["cpus"]) * 1e9)
+    assert hc["RestartPolicy"]["Name"] == restart_policy
+    user = data["Config"]["User"]
+    assert user and user.split(":")[0] not in ("0", "root"), f"runs as {user!r}"
+    for key, value in spec.get("labels", {}).items():
+        assert data["Config"]["Labels"].get(key) == value
+    return data
+
+
+def published_bindings(data: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """Container port -> [(host address, host port)] as the engine bound them."""
+    ports = data["NetworkSettings"]["Ports"] or {}
+    return {
+        port: [(b["HostIp"], b["HostPort"]) for b in (bindings or [])]
+        for port, bindings in ports.items()
+    }
+
+
+def listening_addresses(host, port: int) -> set[str]:
+    """Local addresses on which something listens on TCP port `port` on the Docker host."""
+    out = host.check_output("ss -Htln 'sport = :%s'", port)
+    return {line.split()[3].rsplit(":", 1)[0] for line in out.splitlines() if line.strip()}
+
+
+def tcp_connect(address: str, port: int, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def host_addresses() -> list[str]:
+    """This machine's non-loopback IPv4 addresses (to prove a port is not bound there)."""
+    addrs = set()
+    for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+        addr = info[4][0]
+        if not addr.startswith("127."):
+            addrs.add(addr)
+    return sorted(addrs)
