@@ -60,7 +60,7 @@ def published_bindings(data: dict[str, Any]) -> dict[str, list[tuple[str, str]]]
 
 def listening_addresses(host, port: int) -> set[str]:
     """Local addresses on which something listens on TCP port `port` on the Docker host."""
-    out = host.check_output("ss -Htln 'sport = :%s'", port)
+    out = host.check_output("ss -Htln %s", f"sport = :{port}")
     return {line.split()[3].rsplit(":", 1)[0] for line in out.splitlines() if line.strip()}
 
 
