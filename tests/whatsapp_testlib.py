@@ -53,8 +53,7 @@ def published_bindings(data: dict[str, Any]) -> dict[str, list[tuple[str, str]]]
     """Container port -> [(host address, host port)] as the engine bound them."""
     ports = data["NetworkSettings"]["Ports"] or {}
     return {
-        port: [(b["HostIp"], b["HostPort"]) for b in (bindings or [])]
-        for port, bindings in ports.items()
+        port: [(b["HostIp"], b["HostPort"]) for b in (bindings or [])] for port, bindings in ports.items()
     }
 
 

@@ -47,7 +47,9 @@ def test_unauthenticated_clients_are_refused():
 
 def test_port_published_on_loopback_only(host):
     data = lib.inspect(host, NAME)
-    assert lib.published_bindings(data) == {f"{SPEC['published_ports'][0].split(':')[-1]}/tcp": [(ADDRESS, str(PORT))]}
+    assert lib.published_bindings(data) == {
+        f"{SPEC['published_ports'][0].split(':')[-1]}/tcp": [(ADDRESS, str(PORT))]
+    }
     assert lib.listening_addresses(host, PORT) == {ADDRESS}
     for addr in lib.host_addresses():
         assert not lib.tcp_connect(addr, PORT), f"port {PORT} answers on {addr}"
@@ -96,6 +98,7 @@ def converge_again() -> None:
             str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"),
         ],
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=600,

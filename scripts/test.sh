@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The README's test command: bootstrap, prepare the Docker host, then every test layer
+# (static, unit, molecule per role, end to end) in one pytest run ending with its summary.
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -k redis).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+case "${1:-}" in
+  -h|--help)
+    echo "usage: scripts/test.sh [pytest args]   (default: every layer under tests/)"; exit 0 ;;
+esac
+
+inventory="${WHATSAPP_TEST_INVENTORY:-$PROJECT_ROOT/inventories/airgapped}"
+export WHATSAPP_TEST_INVENTORY="$inventory"
+cd "$PROJECT_ROOT"
+
+t=$(now_s)
+"$PROJECT_ROOT/scripts/bootstrap.sh"
+t_boot=$(elapsed "$t")
+
+# The engine, the networks and the base image, made once per run and reused by every layer.
+t=$(now_s)
+info "preparing the Docker host (docker_host role, inventory $inventory)"
+mkdir -p .test-logs
+if ! ansible-playbook -i "$inventory" playbooks/prepare_host.yml >.test-logs/prepare-host.log 2>&1; then
+  tail -n 60 .test-logs/prepare-host.log
+  die "preparing the Docker host failed (full log: .test-logs/prepare-host.log)"
+fi
+t_prep=$(elapsed "$t")
+
+printf '\n%-22s %8s\n' "setup step" "seconds"
+printf '%-22s %8s\n' "bootstrap .venv" "$t_boot" "prepare Docker host" "$t_prep"
+echo
+
+set +e
+python -m pytest "$@" 2>&1
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+  die "pytest collected no tests: that counts as a failure"
+fi
+exit "$rc"

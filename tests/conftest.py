@@ -1,0 +1,108 @@
+"""Shared fixtures and the per-layer timing table printed before pytest's summary."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(os.environ.get("WHATSAPP_VENV", ROOT / ".venv")) / "bin"
+# The inventory the tests deploy with: build mode, no registry, development secrets.
+TEST_INVENTORY = os.environ.get("WHATSAPP_TEST_INVENTORY", str(ROOT / "inventories" / "airgapped"))
+LOG_DIR = ROOT / ".test-logs"
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+_layer_seconds: dict[str, float] = defaultdict(float)
+_layer_counts: dict[str, int] = defaultdict(int)
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for the project's tools: the venv first on PATH, the project's ansible.cfg."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    env["ANSIBLE_NOCOLOR"] = "1"
+    return env
+
+
+def run(
+    cmd: list[str],
+    *,
+    timeout: float = 900,
+    cwd: Path = ROOT,
+    log: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a project command, keep its whole output in .test-logs/<log>, return it."""
+    env = tool_env()
+    env.update(extra_env or {})
+    result = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if log:
+        LOG_DIR.mkdir(exist_ok=True)
+        (LOG_DIR / log).write_text(f"$ {' '.join(cmd)}\n{result.stdout}\n--- stderr ---\n{result.stderr}")
+    return result
+
+
+def tail(result: subprocess.CompletedProcess[str], lines: int = 80) -> str:
+    text = (result.stdout + "\n" + result.stderr).splitlines()
+    return "\n".join(text[-lines:])
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP counters per host from ansible-playbook output."""
+    return {
+        m[1]: {"ok": int(m[2]), "changed": int(m[3]), "unreachable": int(m[4]), "failed": int(m[5])}
+        for m in RECAP.finditer(output)
+    }
+
+
+def playbook(
+    *args: str, inventory: str = TEST_INVENTORY, log: str | None = None, timeout: float = 1800
+) -> subprocess.CompletedProcess[str]:
+    return run(["ansible-playbook", "-i", inventory, *args], log=log, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+def _layer(nodeid: str) -> str:
+    parts = nodeid.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "tests" else parts[0]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _layer_seconds[_layer(report.nodeid)] += report.duration
+    if report.when == "call":
+        _layer_counts[_layer(report.nodeid)] += 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+    if not _layer_seconds:
+        return
+    terminalreporter.section("time per test layer")
+    terminalreporter.write_line(f"{'layer':<10} {'tests':>6} {'seconds':>9}")
+    for layer in ("static", "unit", "roles", "e2e"):
+        if layer in _layer_seconds:
+            terminalreporter.write_line(
+                f"{layer:<10} {_layer_counts[layer]:>6} {_layer_seconds[layer]:>9.1f}"
+            )
+    terminalreporter.write_line(
+        f"{'total':<10} {sum(_layer_counts.values()):>6} {sum(_layer_seconds.values()):>9.1f}"
+    )
+
+
+@pytest.fixture
+def stopwatch():
+    start = time.monotonic()
+    return lambda: time.monotonic() - start

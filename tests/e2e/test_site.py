@@ -1,0 +1,61 @@
+"""Layer 4, end to end: the deploy command brings the stack up; a second run changes nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+import redis
+import yaml
+from conftest import ROOT, TEST_INVENTORY, recap, run, tail
+
+GROUP_VARS = {}
+for path in sorted((ROOT / "group_vars/all").glob("*.yml")):
+    GROUP_VARS.update(yaml.safe_load(path.read_text()) or {})
+SECRETS = yaml.safe_load((ROOT / "inventories/airgapped/group_vars/whatsapp/secrets.yml").read_text())
+
+timings: dict[str, float] = {}
+
+
+def deploy(log: str):
+    start = time.monotonic()
+    result = run([str(ROOT / "scripts/deploy.sh"), "-i", TEST_INVENTORY], log=log, timeout=2400)
+    timings[log] = time.monotonic() - start
+    return result
+
+
+@pytest.fixture(scope="module")
+def first_deploy():
+    return deploy("deploy-1.log")
+
+
+@pytest.mark.docker
+def test_deploy_succeeds(first_deploy):
+    assert first_deploy.returncode == 0, tail(first_deploy, 120)
+    assert recap(first_deploy.stdout)["localhost"]["failed"] == 0
+
+
+@pytest.mark.docker
+def test_second_deploy_changes_nothing(first_deploy):
+    assert first_deploy.returncode == 0
+    second = deploy("deploy-2.log")
+    assert second.returncode == 0, tail(second, 120)
+    assert recap(second.stdout)["localhost"]["changed"] == 0, tail(second, 120)
+    print(f"deploy cold-ish {timings['deploy-1.log']:.1f} s, warm {timings['deploy-2.log']:.1f} s")
+
+
+@pytest.mark.docker
+def test_redis_is_healthy_and_answers_on_loopback(first_deploy):
+    assert first_deploy.returncode == 0
+    name = yaml.safe_load((ROOT / "roles/redis/defaults/main.yml").read_text())["redis_container_name"]
+    state = json.loads(subprocess.check_output(["docker", "inspect", name]))[0]["State"]
+    assert state["Health"]["Status"] == "healthy"
+    client = redis.Redis(
+        host=GROUP_VARS["whatsapp_publish_address"],
+        port=GROUP_VARS["redis_port"],
+        password=SECRETS["redis_password"],
+        socket_timeout=3,
+    )
+    assert client.ping() is True

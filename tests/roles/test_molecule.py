@@ -1,0 +1,26 @@
+"""Layer 3, roles: `molecule test` of every role's scenario, one after another.
+
+Each scenario converges the role on the local engine, checks idempotence (a second converge
+changes nothing), verifies with testinfra and destroys what it made. The full molecule
+output of each role is kept in .test-logs/molecule-<role>.log.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import ROOT, run, tail
+
+ROLES = yaml.safe_load((ROOT / "group_vars/all/main.yml").read_text())["whatsapp_roles"]
+SCENARIO_ROLES = [
+    r for r in ROLES if (ROOT / "roles" / r / "molecule" / "default" / "molecule.yml").is_file()
+]
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("role", SCENARIO_ROLES)
+def test_molecule_scenario(role: str):
+    result = run(["molecule", "test"], cwd=ROOT / "roles" / role, log=f"molecule-{role}.log", timeout=1800)
+    assert result.returncode == 0, f"molecule test failed for {role}:\n{tail(result, 150)}"
+    output = result.stdout + result.stderr
+    assert "idempotence: Executed: Successful" in output.replace("\x1b", "").replace("[0m", ""), tail(result)

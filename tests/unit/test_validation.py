@@ -1,0 +1,45 @@
+"""Bad inventory values fail before anything changes, with the variable named."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import playbook, recap, tail
+
+BAD_VALUES = [
+    ("redis_memory_limit", "lots", "redis_memory_limit"),
+    ("redis_memory_limit", "512", "redis_memory_limit"),
+    ("redis_port", "70000", "redis_port"),
+    ("redis_port", "http", "redis_port"),
+    ("redis_cpus", "many", "redis_cpus"),
+    ("redis_password", "short", "redis_password"),
+    ("whatsapp_image_source", "somewhere", "whatsapp_image_source"),
+    ("redis_maxmemory_policy", "forget-everything", "redis_maxmemory_policy"),
+    ("whatsapp_backend_subnet", "10.0.0.0", "whatsapp_backend_subnet"),
+    ("docker_host_engine", "podman", "docker_host_engine"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "named"), BAD_VALUES)
+def test_bad_value_fails_naming_the_variable_and_changes_nothing(variable, value, named):
+    result = playbook("site.yml", "-e", f"{variable}={value}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"{variable}={value} was accepted:\n{tail(result)}"
+    assert named in output, tail(result)
+    counters = recap(result.stdout)
+    assert counters, tail(result)
+    assert all(c["changed"] == 0 for c in counters.values()), counters
+    # It stopped in the validation play, before the Docker host was touched.
+    assert "Prepare the Docker host" not in result.stdout
+
+
+def test_production_refuses_development_secrets():
+    result = playbook("site.yml", "-e", "whatsapp_environment=production")
+    assert result.returncode != 0
+    assert "redis_password still has a development default" in result.stdout, tail(result)
+    assert "Prepare the Docker host" not in result.stdout
+
+
+def test_good_values_pass_validation():
+    result = playbook("playbooks/validate.yml")
+    assert result.returncode == 0, tail(result)
+    assert recap(result.stdout)["localhost"]["failed"] == 0
