@@ -18,6 +18,12 @@ t=$(now_s)
 "$PROJECT_ROOT/scripts/bootstrap.sh"
 t_boot=$(elapsed "$t")
 
+# Clients the tests use from the host, besides the venv's: psql (postgresql-client).
+if ! command -v psql >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  info "installing postgresql-client for the tests"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
+fi
+
 # The engine, the networks and the base image, made once per run and reused by every layer.
 t=$(now_s)
 info "preparing the Docker host (docker_host role, inventory $inventory)"

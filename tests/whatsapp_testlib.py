@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,36 @@ def host_addresses() -> list[str]:
         if not addr.startswith("127."):
             addrs.add(addr)
     return sorted(addrs)
+
+
+def converge_again() -> None:
+    """Run the scenario's converge playbook again (the role re-creates what is missing)."""
+    project_role = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    env = dict(
+        os.environ,
+        ANSIBLE_ROLES_PATH=str(project_role.parent),
+        ANSIBLE_LOOKUP_PLUGINS=str(project_role.parent.parent / "plugins" / "lookup"),
+    )
+    result = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"),
+            str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def recreate(host, name: str) -> None:
+    """Stop and remove a container, converge again, and check it is a new container."""
+    old_id = inspect(host, name)["Id"]
+    host.check_output("docker stop %s", name)
+    host.check_output("docker rm %s", name)
+    converge_again()
+    assert inspect(host, name)["Id"] != old_id

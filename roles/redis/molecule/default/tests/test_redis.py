@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 import redis
@@ -74,33 +71,5 @@ def test_image_source_is_labelled(host):
 def test_a_key_survives_container_re_creation(host):
     key, value = f"molecule:{uuid.uuid4()}", str(uuid.uuid4())
     client().set(key, value)
-    old_id = lib.inspect(host, NAME)["Id"]
-    host.check_output("docker stop %s", NAME)
-    host.check_output("docker rm %s", NAME)
-    converge_again()
-    assert lib.inspect(host, NAME)["Id"] != old_id
+    lib.recreate(host, NAME)
     assert client().get(key).decode() == value
-
-
-def converge_again() -> None:
-    """Run the scenario's converge playbook again: the role re-creates the container."""
-    project_role = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    env = dict(
-        os.environ,
-        ANSIBLE_ROLES_PATH=str(project_role.parent),
-        ANSIBLE_LOOKUP_PLUGINS=str(project_role.parent.parent / "plugins" / "lookup"),
-    )
-    result = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"),
-            str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"),
-        ],
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
