@@ -89,6 +89,7 @@ def converge_again() -> None:
         os.environ,
         ANSIBLE_ROLES_PATH=str(project_role.parent),
         ANSIBLE_LOOKUP_PLUGINS=str(project_role.parent.parent / "plugins" / "lookup"),
+        ANSIBLE_FILTER_PLUGINS=str(project_role.parent.parent / "plugins" / "filter"),
     )
     result = subprocess.run(
         [
