@@ -1,0 +1,1 @@
+"""Shared library of the services: config, logging, errors, health, metrics, stores, auth."""

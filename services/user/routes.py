@@ -1,0 +1,250 @@
+"""HTTP routes of the user service, under /api/v1 (the gateway forwards paths unchanged).
+
+Every view authenticates first (401 before anything else), then validates its input
+(400), and only then reaches the store, so bad input never costs a database round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from flask import Blueprint, Response, jsonify, request
+
+from services.common.auth import require_user
+from services.common.bodies import parse_body
+from services.common.errors import Conflict, NotFound, Unauthorized, ValidationError
+from services.common.times import rfc3339
+from services.user import store
+from services.user.context import user_context
+from services.user.models import (
+    DeviceRegistration,
+    LoginRequest,
+    ProfileUpdate,
+    RefreshTokenRequest,
+    RegisterRequest,
+    UserReference,
+    check_phone,
+)
+from services.user.presence import is_online
+from services.user.views import seen_by, user_json, user_uuid
+
+API_PREFIX = "/api/v1"
+WRONG_CREDENTIALS = "wrong phone number or password"
+
+auth_bp = Blueprint("auth", __name__, url_prefix=f"{API_PREFIX}/auth")
+users_bp = Blueprint("users", __name__, url_prefix=f"{API_PREFIX}/users")
+contacts_bp = Blueprint("contacts", __name__, url_prefix=f"{API_PREFIX}/contacts")
+blocks_bp = Blueprint("blocks", __name__, url_prefix=f"{API_PREFIX}/blocks")
+devices_bp = Blueprint("devices", __name__, url_prefix=f"{API_PREFIX}/devices")
+BLUEPRINTS = (auth_bp, users_bp, contacts_bp, blocks_bp, devices_bp)
+
+
+def no_content() -> Response:
+    return Response(status=204)
+
+
+# ---- auth --------------------------------------------------------------------------------
+
+
+@auth_bp.post("/register")
+def register() -> tuple[Response, int]:
+    body = parse_body(RegisterRequest)
+    ctx = user_context()
+    password_hash = ctx.passwords.hash(body.password)  # slow on purpose: outside any transaction
+    with ctx.db.transaction() as conn:
+        user = store.create_user(
+            conn, phone=body.phone, display_name=body.display_name, password_hash=password_hash
+        )
+        if user is None:
+            raise Conflict("this phone number is already registered")
+        pair = ctx.tokens.issue_pair(conn, user["id"])
+    return jsonify({"user": user_json(user, include_phone=True), **pair}), 201
+
+
+@auth_bp.post("/login")
+def login() -> Response:
+    body = parse_body(LoginRequest)
+    ctx = user_context()
+    with ctx.db.connection() as conn:
+        row = store.get_login(conn, body.phone)
+    # Unknown phone and wrong password: same bcrypt work, same answer.
+    if not ctx.passwords.verify(body.password, row["password_hash"] if row else None) or row is None:
+        raise Unauthorized(WRONG_CREDENTIALS)
+    with ctx.db.transaction() as conn:
+        pair = ctx.tokens.issue_pair(conn, row["id"])
+    return jsonify({"user": user_json(row, include_phone=True), **pair})
+
+
+@auth_bp.post("/refresh")
+def refresh() -> Response:
+    body = parse_body(RefreshTokenRequest)
+    ctx = user_context()
+    return jsonify(ctx.tokens.rotate(ctx.db, body.refresh_token))
+
+
+@auth_bp.post("/logout")
+def logout() -> Response:
+    user_id = require_user()
+    body = parse_body(RefreshTokenRequest)
+    ctx = user_context()
+    ctx.tokens.revoke_family_of(ctx.db, body.refresh_token, user_id)
+    return no_content()
+
+
+# ---- users -------------------------------------------------------------------------------
+
+
+def _own_profile(user_id: str) -> dict[str, Any]:
+    with user_context().db.connection() as conn:
+        row = store.get_user(conn, user_id, viewer=user_id)
+    if row is None:
+        # A valid token for an account that no longer exists.
+        raise NotFound("no such user")
+    return user_json(row, include_phone=True)
+
+
+@users_bp.get("/me")
+def get_me() -> Response:
+    return jsonify(_own_profile(require_user()))
+
+
+@users_bp.patch("/me")
+def update_me() -> Response:
+    user_id = require_user()
+    body = parse_body(ProfileUpdate)
+    changes = body.model_dump(include=body.model_fields_set)
+    if not changes:
+        return jsonify(_own_profile(user_id))
+    with user_context().db.connection() as conn:
+        row = store.update_profile(conn, user_id, changes)
+    if row is None:
+        raise NotFound("no such user")
+    return jsonify(user_json(row, include_phone=True))
+
+
+@users_bp.get("")
+def find_by_phone() -> Response:
+    viewer = require_user()
+    raw = request.args.get("phone")
+    if raw is None:
+        raise ValidationError("phone: query parameter is required")
+    # An unencoded `+` arrives as a space (form encoding): `?phone=+1555...` must still work.
+    phone = "+" + raw[1:] if raw.startswith(" ") else raw
+    try:
+        check_phone(phone)
+    except ValueError as exc:
+        raise ValidationError(f"phone: {exc}") from None
+    with user_context().db.connection() as conn:
+        rows = store.find_users_by_phone(conn, phone, viewer=viewer)
+    # The caller typed the number: showing it back reveals nothing.
+    return jsonify({"users": [user_json(row, include_phone=True) for row in rows]})
+
+
+@users_bp.get("/<user_id>")
+def get_user(user_id: str) -> Response:
+    viewer = require_user()
+    target = user_uuid(user_id)
+    with user_context().db.connection() as conn:
+        row = store.get_user(conn, target, viewer=viewer)
+    if row is None:
+        raise NotFound("no such user")
+    return jsonify(seen_by(row, viewer))
+
+
+@users_bp.get("/<user_id>/presence")
+def get_presence(user_id: str) -> Response:
+    viewer = require_user()
+    target = user_uuid(user_id)
+    ctx = user_context()
+    with ctx.db.connection() as conn:
+        row = store.get_presence(conn, target, viewer=viewer)
+    if row is None:
+        raise NotFound("no such user")
+    if row["blocked_viewer"]:
+        # Someone who blocked you shows neither online state nor last seen.
+        return jsonify({"user_id": target, "online": False, "last_seen": None})
+    return jsonify(
+        {"user_id": target, "online": is_online(ctx.redis, target), "last_seen": rfc3339(row["last_seen"])}
+    )
+
+
+# ---- contacts and blocks (the same three routes over two tables) ---------------------------
+
+
+def _relation_routes(
+    bp: Blueprint,
+    *,
+    key: str,
+    list_rows: Callable[[psycopg.Connection, str], list[dict[str, Any]]],
+    add: Callable[[psycopg.Connection, str, str], bool],
+    remove: Callable[[psycopg.Connection, str, str], bool],
+) -> None:
+    @bp.get("")
+    def list_related() -> Response:
+        viewer = require_user()
+        with user_context().db.connection() as conn:
+            rows = list_rows(conn, viewer)
+        return jsonify({key: [seen_by(row, viewer) for row in rows]})
+
+    @bp.post("")
+    def add_related() -> tuple[Response, int]:
+        viewer = require_user()
+        target = user_uuid(parse_body(UserReference).user_id)
+        if target == viewer:
+            raise ValidationError("user_id: cannot be yourself")
+        with user_context().db.connection() as conn:
+            if not add(conn, viewer, target):
+                raise NotFound("no such user")
+            row = store.get_user(conn, target, viewer=viewer)
+        if row is None:  # deleted in between
+            raise NotFound("no such user")
+        return jsonify(seen_by(row, viewer)), 201
+
+    @bp.delete("/<user_id>")
+    def remove_related(user_id: str) -> Response:
+        viewer = require_user()
+        target = user_uuid(user_id)
+        with user_context().db.connection() as conn:
+            if not remove(conn, viewer, target):
+                raise NotFound(f"not in your {key}")
+        return no_content()
+
+
+_relation_routes(
+    contacts_bp,
+    key="contacts",
+    list_rows=store.list_contacts,
+    add=store.add_contact,
+    remove=store.remove_contact,
+)
+_relation_routes(
+    blocks_bp, key="blocks", list_rows=store.list_blocks, add=store.add_block, remove=store.remove_block
+)
+
+
+# ---- devices -----------------------------------------------------------------------------
+
+
+@devices_bp.post("")
+def add_device() -> tuple[Response, int]:
+    user_id = require_user()
+    ctx = user_context()
+    body = parse_body(
+        DeviceRegistration, context={"webhook_allowed_hosts": ctx.settings.webhook_allowed_hosts}
+    )
+    with ctx.db.connection() as conn:
+        device_id = store.add_device(conn, user_id, body.platform, body.token)
+    return jsonify({"id": str(device_id), "platform": body.platform}), 201
+
+
+@devices_bp.delete("/<device_id>")
+def delete_device(device_id: str) -> Response:
+    user_id = require_user()
+    target = user_uuid(device_id, what="device")
+    with user_context().db.connection() as conn:
+        if not store.delete_device(conn, user_id, target):
+            # Someone else's device answers exactly like a missing one: never 403.
+            raise NotFound("no such device")
+    return no_content()

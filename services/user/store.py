@@ -1,0 +1,261 @@
+"""SQL of the user service (schema `accounts`), one small function per question.
+
+Functions take an open connection (dict rows) so callers choose the transaction; they
+return rows as dicts, None when there is no such row, or whether a change happened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+Row = dict[str, Any]
+ID = uuid.UUID | str
+
+# Reads of users that another user will see also return `is_contact`: whether the viewer
+# keeps that user as a contact, which decides whether the phone number is shown.
+
+
+# ---- users -------------------------------------------------------------------------------
+
+
+def create_user(conn: psycopg.Connection, *, phone: str, display_name: str, password_hash: str) -> Row | None:
+    """The new user, or None when the phone number is taken."""
+    return conn.execute(
+        """
+        INSERT INTO accounts.users AS u (phone, display_name, password_hash)
+        VALUES (%(phone)s, %(display_name)s, %(password_hash)s)
+        ON CONFLICT (phone) DO NOTHING
+        RETURNING u.id, u.phone, u.display_name, u.about, u.avatar_url, u.created_at
+        """,
+        {"phone": phone, "display_name": display_name, "password_hash": password_hash},
+    ).fetchone()
+
+
+def get_login(conn: psycopg.Connection, phone: str) -> Row | None:
+    """The user with their password hash, for login only."""
+    return conn.execute(
+        """
+        SELECT u.id, u.phone, u.display_name, u.about, u.avatar_url, u.created_at, u.password_hash
+        FROM accounts.users u WHERE u.phone = %(phone)s
+        """,
+        {"phone": phone},
+    ).fetchone()
+
+
+def get_user(conn: psycopg.Connection, user_id: ID, *, viewer: ID) -> Row | None:
+    """The user as `viewer` sees them: with `is_contact` (viewer keeps them as a contact)."""
+    return conn.execute(
+        """
+        SELECT u.id, u.phone, u.display_name, u.about, u.avatar_url, u.created_at,
+               EXISTS (SELECT 1 FROM accounts.contacts c
+                       WHERE c.owner_id = %(viewer)s AND c.contact_id = u.id) AS is_contact
+        FROM accounts.users u WHERE u.id = %(id)s
+        """,
+        {"id": user_id, "viewer": viewer},
+    ).fetchone()
+
+
+def find_users_by_phone(conn: psycopg.Connection, phone: str, *, viewer: ID) -> list[Row]:
+    return conn.execute(
+        """
+        SELECT u.id, u.phone, u.display_name, u.about, u.avatar_url, u.created_at,
+               EXISTS (SELECT 1 FROM accounts.contacts c
+                       WHERE c.owner_id = %(viewer)s AND c.contact_id = u.id) AS is_contact
+        FROM accounts.users u WHERE u.phone = %(phone)s
+        """,
+        {"phone": phone, "viewer": viewer},
+    ).fetchall()
+
+
+def update_profile(conn: psycopg.Connection, user_id: ID, changes: dict[str, Any]) -> Row | None:
+    """Set the given fields among display_name, about, avatar_url; the user after, or None."""
+    return conn.execute(
+        """
+        UPDATE accounts.users AS u SET
+            display_name = CASE WHEN %(set_display_name)s THEN %(display_name)s ELSE u.display_name END,
+            about = CASE WHEN %(set_about)s THEN %(about)s ELSE u.about END,
+            avatar_url = CASE WHEN %(set_avatar_url)s THEN %(avatar_url)s ELSE u.avatar_url END
+        WHERE u.id = %(id)s
+        RETURNING u.id, u.phone, u.display_name, u.about, u.avatar_url, u.created_at
+        """,
+        {
+            "id": user_id,
+            **{f"set_{name}": name in changes for name in ("display_name", "about", "avatar_url")},
+            "display_name": changes.get("display_name"),
+            "about": changes.get("about"),
+            "avatar_url": changes.get("avatar_url"),
+        },
+    ).fetchone()
+
+
+def get_presence(conn: psycopg.Connection, user_id: ID, *, viewer: ID) -> Row | None:
+    """`last_seen` of a user and whether they blocked the viewer (who then sees nothing)."""
+    return conn.execute(
+        """
+        SELECT u.last_seen,
+               EXISTS (SELECT 1 FROM accounts.blocks b
+                       WHERE b.blocker_id = u.id AND b.blocked_id = %(viewer)s) AS blocked_viewer
+        FROM accounts.users u WHERE u.id = %(id)s
+        """,
+        {"id": user_id, "viewer": viewer},
+    ).fetchone()
+
+
+# ---- contacts and blocks -----------------------------------------------------------------
+
+
+def list_contacts(conn: psycopg.Connection, owner_id: ID) -> list[Row]:
+    return conn.execute(
+        """
+        SELECT u.id, u.phone, u.display_name, u.about, u.avatar_url, u.created_at, true AS is_contact
+        FROM accounts.contacts c JOIN accounts.users u ON u.id = c.contact_id
+        WHERE c.owner_id = %(owner)s
+        ORDER BY u.display_name, u.id
+        """,
+        {"owner": owner_id},
+    ).fetchall()
+
+
+def add_contact(conn: psycopg.Connection, owner_id: ID, contact_id: ID) -> bool:
+    """False when `contact_id` is no user; adding a contact twice is not an error."""
+    try:
+        # A savepoint (or its own transaction): the violation must not abort the caller's.
+        with conn.transaction():
+            conn.execute(
+                """
+                INSERT INTO accounts.contacts (owner_id, contact_id) VALUES (%(owner)s, %(contact)s)
+                ON CONFLICT DO NOTHING
+                """,
+                {"owner": owner_id, "contact": contact_id},
+            )
+    except psycopg.errors.ForeignKeyViolation:
+        return False
+    return True
+
+
+def remove_contact(conn: psycopg.Connection, owner_id: ID, contact_id: ID) -> bool:
+    cur = conn.execute(
+        "DELETE FROM accounts.contacts WHERE owner_id = %(owner)s AND contact_id = %(contact)s",
+        {"owner": owner_id, "contact": contact_id},
+    )
+    return cur.rowcount > 0
+
+
+def list_blocks(conn: psycopg.Connection, blocker_id: ID) -> list[Row]:
+    return conn.execute(
+        """
+        SELECT u.id, u.phone, u.display_name, u.about, u.avatar_url, u.created_at,
+               EXISTS (SELECT 1 FROM accounts.contacts c
+                       WHERE c.owner_id = %(viewer)s AND c.contact_id = u.id) AS is_contact
+        FROM accounts.blocks b JOIN accounts.users u ON u.id = b.blocked_id
+        WHERE b.blocker_id = %(viewer)s
+        ORDER BY u.display_name, u.id
+        """,
+        {"viewer": blocker_id},
+    ).fetchall()
+
+
+def add_block(conn: psycopg.Connection, blocker_id: ID, blocked_id: ID) -> bool:
+    """False when `blocked_id` is no user; blocking twice is not an error."""
+    try:
+        with conn.transaction():
+            conn.execute(
+                """
+                INSERT INTO accounts.blocks (blocker_id, blocked_id) VALUES (%(blocker)s, %(blocked)s)
+                ON CONFLICT DO NOTHING
+                """,
+                {"blocker": blocker_id, "blocked": blocked_id},
+            )
+    except psycopg.errors.ForeignKeyViolation:
+        return False
+    return True
+
+
+def remove_block(conn: psycopg.Connection, blocker_id: ID, blocked_id: ID) -> bool:
+    cur = conn.execute(
+        "DELETE FROM accounts.blocks WHERE blocker_id = %(blocker)s AND blocked_id = %(blocked)s",
+        {"blocker": blocker_id, "blocked": blocked_id},
+    )
+    return cur.rowcount > 0
+
+
+# ---- devices -----------------------------------------------------------------------------
+
+
+def add_device(conn: psycopg.Connection, user_id: ID, platform: str, token: str) -> uuid.UUID:
+    """The device's id; registering the same (platform, token) again returns the same id."""
+    row = conn.execute(
+        """
+        INSERT INTO accounts.devices (user_id, platform, token) VALUES (%(user)s, %(platform)s, %(token)s)
+        ON CONFLICT (user_id, platform, token) DO UPDATE SET token = EXCLUDED.token
+        RETURNING id
+        """,
+        {"user": user_id, "platform": platform, "token": token},
+    ).fetchone()
+    return row["id"]
+
+
+def delete_device(conn: psycopg.Connection, user_id: ID, device_id: ID) -> bool:
+    """Only the owner's own device is deleted; someone else's looks like no device at all."""
+    cur = conn.execute(
+        "DELETE FROM accounts.devices WHERE id = %(id)s AND user_id = %(user)s",
+        {"id": device_id, "user": user_id},
+    )
+    return cur.rowcount > 0
+
+
+# ---- refresh tokens ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewRefreshToken:
+    family_id: ID
+    user_id: ID
+    token_hash: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+def insert_refresh_token(conn: psycopg.Connection, token: NewRefreshToken) -> None:
+    conn.execute(
+        """
+        INSERT INTO accounts.refresh_tokens (family_id, user_id, token_hash, issued_at, expires_at)
+        VALUES (%(family_id)s, %(user_id)s, %(token_hash)s, %(issued_at)s, %(expires_at)s)
+        """,
+        asdict(token),
+    )
+
+
+def lock_refresh_token(conn: psycopg.Connection, token_hash: str) -> Row | None:
+    """The token's record, row-locked until the caller's transaction ends."""
+    return conn.execute(
+        """
+        SELECT id, family_id, user_id, expires_at, used_at, revoked_at
+        FROM accounts.refresh_tokens WHERE token_hash = %(hash)s
+        FOR UPDATE
+        """,
+        {"hash": token_hash},
+    ).fetchone()
+
+
+def mark_refresh_token_used(conn: psycopg.Connection, token_id: ID, now: datetime) -> None:
+    conn.execute(
+        "UPDATE accounts.refresh_tokens SET used_at = %(now)s WHERE id = %(id)s",
+        {"id": token_id, "now": now},
+    )
+
+
+def revoke_refresh_family(conn: psycopg.Connection, family_id: ID, now: datetime) -> int:
+    cur = conn.execute(
+        """
+        UPDATE accounts.refresh_tokens SET revoked_at = %(now)s
+        WHERE family_id = %(family)s AND revoked_at IS NULL
+        """,
+        {"family": family_id, "now": now},
+    )
+    return cur.rowcount

@@ -1,0 +1,128 @@
+"""Token pairs: a short-lived access JWT and an opaque, rotating refresh token.
+
+Refresh tokens are `secrets.token_urlsafe(32)`, stored only as SHA-256 digests. Every use
+rotates: the presented token is marked used and a new one is issued in the same family.
+A token presented again after its use means it was stolen or replayed, so the whole family is
+revoked (the thief's and the owner's sessions both end) and the answer is 401.
+The decision is `decide_refresh`, a pure function; the SQL lives in store.py.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from services.common.auth import AccessTokenSigner
+from services.common.db import Database
+from services.common.errors import Unauthorized
+from services.common.times import utcnow
+from services.user import store
+
+REFRESH_REFUSED = "refresh token is spent, expired or revoked"
+
+
+class RefreshAction(enum.Enum):
+    ROTATE = "rotate"  # valid: mark used, issue a new pair in the same family
+    REVOKE_FAMILY = "revoke_family"  # spent token re-used: revoke every token of its family, 401
+    REJECT = "reject"  # unknown, expired or revoked: 401, nothing to change
+
+
+@dataclass(frozen=True)
+class RefreshTokenRecord:
+    id: uuid.UUID
+    family_id: uuid.UUID
+    user_id: uuid.UUID
+    expires_at: datetime
+    used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RefreshTokenRecord:
+        return cls(**{field: row[field] for field in cls.__dataclass_fields__})
+
+
+def decide_refresh(record: RefreshTokenRecord | None, now: datetime) -> RefreshAction:
+    """What to do with a presented refresh token, given its stored record (None: unknown)."""
+    if record is None or record.revoked_at is not None:
+        return RefreshAction.REJECT
+    if record.used_at is not None:
+        return RefreshAction.REVOKE_FAMILY
+    if record.expires_at <= now:
+        return RefreshAction.REJECT
+    return RefreshAction.ROTATE
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class TokenIssuer:
+    """Issues, rotates and revokes token pairs; the SQL is in store.py."""
+
+    def __init__(self, signer: AccessTokenSigner, *, refresh_ttl_seconds: int):
+        self.signer = signer
+        self.refresh_ttl = timedelta(seconds=refresh_ttl_seconds)
+
+    def issue_pair(
+        self,
+        conn: psycopg.Connection,
+        user_id: uuid.UUID | str,
+        *,
+        family_id: uuid.UUID | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """A new access token and refresh token (stored hashed); a new family unless given one."""
+        now = now or utcnow()
+        refresh_token = new_refresh_token()
+        store.insert_refresh_token(
+            conn,
+            store.NewRefreshToken(
+                family_id=family_id or uuid.uuid4(),
+                user_id=user_id,
+                token_hash=hash_refresh_token(refresh_token),
+                issued_at=now,
+                expires_at=now + self.refresh_ttl,
+            ),
+        )
+        return {
+            "access_token": self.signer.issue(str(user_id), now=now.timestamp()),
+            "refresh_token": refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.signer.ttl_seconds,
+        }
+
+    def rotate(self, db: Database, token: str) -> dict[str, Any]:
+        """Exchange a refresh token for a new pair, or Unauthorized (after revoking on re-use)."""
+        now = utcnow()
+        with db.transaction() as conn:
+            # FOR UPDATE: two concurrent uses of one token are serialized, so the second
+            # one is seen as a re-use instead of both rotating.
+            row = store.lock_refresh_token(conn, hash_refresh_token(token))
+            record = RefreshTokenRecord.from_row(row) if row else None
+            action = decide_refresh(record, now)
+            if action is RefreshAction.ROTATE and record is not None:
+                store.mark_refresh_token_used(conn, record.id, now)
+                return self.issue_pair(conn, record.user_id, family_id=record.family_id, now=now)
+            if action is RefreshAction.REVOKE_FAMILY and record is not None:
+                store.revoke_refresh_family(conn, record.family_id, now)
+        # Raised only after the transaction committed: the revocation must stand.
+        raise Unauthorized(REFRESH_REFUSED)
+
+    @staticmethod
+    def revoke_family_of(db: Database, token: str, user_id: str) -> None:
+        """Logout: revoke the family of the caller's own refresh token (others' are left alone)."""
+        with db.transaction() as conn:
+            row = store.lock_refresh_token(conn, hash_refresh_token(token))
+            if row is not None and str(row["user_id"]) == user_id:
+                store.revoke_refresh_family(conn, row["family_id"], utcnow())
