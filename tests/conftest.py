@@ -20,6 +20,7 @@ RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s
 
 _layer_seconds: dict[str, float] = defaultdict(float)
 _layer_counts: dict[str, int] = defaultdict(int)
+_slow_tests: dict[str, float] = {}
 
 
 def tool_env() -> dict[str, str]:
@@ -85,6 +86,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _layer_seconds[_layer(report.nodeid)] += report.duration
     if report.when == "call":
         _layer_counts[_layer(report.nodeid)] += 1
+        if report.duration >= 20:
+            _slow_tests[report.nodeid] = report.duration
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
@@ -100,6 +103,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
     terminalreporter.write_line(
         f"{'total':<10} {sum(_layer_counts.values()):>6} {sum(_layer_seconds.values()):>9.1f}"
     )
+
+
+@pytest.fixture(scope="session")
+def deployed_stack() -> tuple[subprocess.CompletedProcess[str], float]:
+    """The stack deployed once per run with the README's deploy command (test inventory)."""
+    start = time.monotonic()
+    result = run([str(ROOT / "scripts/deploy.sh"), "-i", TEST_INVENTORY], log="deploy-1.log", timeout=2400)
+    return result, time.monotonic() - start
 
 
 @pytest.fixture

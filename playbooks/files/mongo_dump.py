@@ -48,10 +48,14 @@ def dump(db, folder: Path) -> dict:
                 out.write(bson.encode(document))
                 count += 1
         indexes = [
-            {"name": ix["name"], "key": list(ix["key"].items()), **{k: ix[k] for k in INDEX_OPTIONS if k in ix}}
+            {
+                "name": ix["name"],
+                "key": list(ix["key"].items()),
+                **{k: ix[k] for k in INDEX_OPTIONS if k in ix},
+            }
             for ix in db[name].list_indexes()
             if ix["name"] != "_id_"
-        ]
+        ]  # the _id index comes with every collection
         (folder / f"{name}.indexes.json").write_text(json.dumps(indexes, default=str))
         counts[name] = count
     return counts

@@ -8,6 +8,7 @@ registered with `add_readiness_check`, all at once, each bounded by a short time
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -38,11 +39,13 @@ def run_readiness_checks(checks: dict[str, ReadinessCheck], timeout: float) -> d
         return {}
     results: dict[str, str] = {}
     pool = ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="ready")
+    # One deadline for all: waiting `timeout` per check in turn could add up to n * timeout.
+    deadline = time.monotonic() + timeout
     try:
         futures = {name: pool.submit(check) for name, check in checks.items()}
         for name, future in futures.items():
             try:
-                future.result(timeout=timeout)
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
                 results[name] = "ok"
             except FutureTimeout:
                 log.warning("readiness check %s timed out after %.1f s", name, timeout)

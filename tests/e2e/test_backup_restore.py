@@ -48,7 +48,8 @@ def mongo():
 
 
 @pytest.mark.docker
-def test_backup_wipe_restore_round_trip(tmp_path: Path):
+def test_backup_wipe_restore_round_trip(deployed_stack, tmp_path: Path):
+    assert deployed_stack[0].returncode == 0, "the stack did not deploy (see test_site)"
     with pg() as conn:
         conn.execute(f"CREATE TABLE {TABLE} (id serial PRIMARY KEY, note text UNIQUE)")
         with conn.cursor() as cur:

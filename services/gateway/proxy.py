@@ -1,0 +1,119 @@
+"""Forwarding /api/v1/... to the owning service, by path prefix (routing.OWNERS).
+
+Method, path, query string, body and content type go through unchanged. Headers are an
+allow-list both ways: the service gets the client's `Authorization`, `Content-Type`,
+`Accept` and `User-Agent`, plus what the gateway vouches for:
+
+- `X-Request-ID`: this request's id (the client's if sane, else a new one), so the
+  service logs under the same id;
+- `X-User-ID`: the user id of the access token the gateway verified, only on routes that
+  need one. Whatever the client sent under that name is dropped, always;
+- `X-Forwarded-For` (the chain plus the peer) and `X-Real-IP` (the client, as rate limits see it).
+
+The client gets back the service's status, body and the headers that mean something to
+it (`Content-Type`, `Retry-After`, `Location`, `WWW-Authenticate`, `Allow`, caching ones).
+Hop-by-hop headers, cookies and `Host` never cross.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import quote
+
+import requests
+from flask import Blueprint, Response, g, request
+
+from services.common.request_id import HEADER as REQUEST_ID_HEADER
+from services.gateway.context import gateway_context
+from services.gateway.limits import client_ip
+from services.gateway.routing import API_PREFIX, OWNERS
+
+USER_ID_HEADER = "X-User-ID"
+FORWARDED_REQUEST_HEADERS = ("Accept", "Authorization", "Content-Type", "User-Agent")
+RETURNED_RESPONSE_HEADERS = (
+    "Allow",
+    "Cache-Control",
+    "Content-Type",
+    "ETag",
+    "Last-Modified",
+    "Location",
+    "Retry-After",
+    "WWW-Authenticate",
+)
+BODYLESS_STATUSES = frozenset({204, 304})
+PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+# Characters left as they are when re-encoding the (already decoded) path: RFC 3986's
+# sub-delims and the few others a path segment may hold literally.
+PATH_SAFE = "/:@!$&'()*+,;=~"
+
+# /api/v1/auth/* is rate limited per client IP, the other forwarded routes per user.
+auth_proxy_bp = Blueprint("auth_proxy", __name__)
+api_proxy_bp = Blueprint("api_proxy", __name__)
+
+
+def upstream_headers() -> dict[str, str]:
+    """The headers sent to the service: the allow-listed client ones plus the gateway's."""
+    headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
+    headers[REQUEST_ID_HEADER] = g.request_id
+    forwarded_for = request.headers.get("X-Forwarded-For", "").strip()
+    peer = request.remote_addr or "unknown"
+    headers["X-Forwarded-For"] = f"{forwarded_for}, {peer}" if forwarded_for else peer
+    headers["X-Real-IP"] = client_ip()
+    # Set from the verified token only; the client's own X-User-ID never got this far.
+    user_id = g.get("user_id")
+    if user_id:
+        headers[USER_ID_HEADER] = user_id
+    return headers
+
+
+def upstream_target() -> str:
+    """Path and query as received: the path re-encoded as routed, the query string raw."""
+    target = quote(request.path, safe=PATH_SAFE)
+    if request.query_string:
+        target += "?" + request.query_string.decode("latin-1")
+    return target
+
+
+def client_response(answer: requests.Response) -> Response:
+    response = Response(answer.content, status=answer.status_code)
+    # Werkzeug sets text/html by default; the type is the service's, if it has one.
+    del response.headers["Content-Type"]
+    for name in RETURNED_RESPONSE_HEADERS:
+        value = answer.headers.get(name)
+        # Flask services label even a 204 text/html; an answer that cannot have a body has no type.
+        if value is not None and not (name == "Content-Type" and answer.status_code in BODYLESS_STATUSES):
+            response.headers[name] = value
+    return response
+
+
+def forward(upstream: str) -> Response:
+    answer = gateway_context().upstreams.request(
+        upstream,
+        request.method,
+        upstream_target(),
+        headers=upstream_headers(),
+        # The body cap (64 KiB, 413 above) applies while reading, chunked bodies included.
+        body=request.get_data(cache=False),
+    )
+    return client_response(answer)
+
+
+def _proxy_view(prefix: str, upstream: str) -> Callable[..., Response]:
+    def view(rest: str = "") -> Response:
+        return forward(upstream)
+
+    view.__name__ = f"proxy_{prefix}"
+    view.__qualname__ = f"proxy_{prefix}"
+    return view
+
+
+def _register_proxy_routes() -> None:
+    for prefix, upstream in OWNERS.items():
+        bp = auth_proxy_bp if prefix == "auth" else api_proxy_bp
+        view = _proxy_view(prefix, upstream)
+        # One endpoint per prefix, so metrics label `/api/v1/users/<path:rest>`, never raw paths.
+        for rule in (f"{API_PREFIX}/{prefix}", f"{API_PREFIX}/{prefix}/<path:rest>"):
+            bp.add_url_rule(rule, endpoint=prefix, view_func=view, methods=PROXIED_METHODS)
+
+
+_register_proxy_routes()
