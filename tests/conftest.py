@@ -103,6 +103,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
     terminalreporter.write_line(
         f"{'total':<10} {sum(_layer_counts.values()):>6} {sum(_layer_seconds.values()):>9.1f}"
     )
+    if _slow_tests:
+        terminalreporter.write_line("")
+        terminalreporter.write_line(f"{'tests of 20 s or more':<72} {'seconds':>8}")
+        for nodeid, seconds in _slow_tests.items():
+            terminalreporter.write_line(f"{nodeid[-72:]:<72} {seconds:>8.1f}")
 
 
 @pytest.fixture(scope="session")
