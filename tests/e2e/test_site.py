@@ -42,7 +42,7 @@ def test_second_deploy_changes_nothing(first_deploy, deployed_stack):
 @pytest.mark.docker
 def test_redis_is_healthy_and_answers_on_loopback(first_deploy):
     assert first_deploy.returncode == 0
-    name = yaml.safe_load((ROOT / "roles/redis/defaults/main.yml").read_text())["redis_container_name"]
+    name = GROUP_VARS["redis_container_name"]
     state = json.loads(subprocess.check_output(["docker", "inspect", name]))[0]["State"]
     assert state["Health"]["Status"] == "healthy"
     client = redis.Redis(
