@@ -10,6 +10,8 @@ import json
 import os
 import socket
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +116,20 @@ def recreate(host, name: str) -> None:
     host.check_output("docker rm %s", name)
     converge_again()
     assert inspect(host, name)["Id"] != old_id
+
+
+def http_json(
+    url: str, method: str, body: dict | None = None, *, token: str | None = None, headers: dict | None = None
+) -> tuple[int, dict, dict]:
+    """One JSON request to a service on the Docker host: (status, JSON body, response headers)."""
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    if token:
+        all_headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=all_headers, method=method)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback http)
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else {}, dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}"), dict(error.headers)

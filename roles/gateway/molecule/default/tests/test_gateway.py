@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import random
-import urllib.error
-import urllib.request
 
 import whatsapp_testlib as lib
 
@@ -17,17 +14,7 @@ BASE = f"http://{VARS['address']}:{VARS['port']}"
 def call(
     method: str, path: str, body: dict | None = None, token: str | None = None, headers: dict | None = None
 ) -> tuple[int, dict, dict]:
-    all_headers = {"Content-Type": "application/json", **(headers or {})}
-    if token:
-        all_headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(BASE + path, data=data, headers=all_headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else {}, dict(response.headers)
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}"), dict(error.headers)
+    return lib.http_json(BASE + path, method, body, token=token, headers=headers)
 
 
 def test_container_follows_the_spec(host):

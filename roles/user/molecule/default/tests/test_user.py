@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import random
-import urllib.error
-import urllib.request
 
 import whatsapp_testlib as lib
 
@@ -15,17 +12,8 @@ BASE = f"http://{VARS['address']}:{VARS['port']}"
 
 
 def call(method: str, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(BASE + path, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else {}
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+    status, answer, _ = lib.http_json(BASE + path, method, body, token=token)
+    return status, answer
 
 
 def test_container_follows_the_spec(host):
