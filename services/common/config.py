@@ -146,3 +146,30 @@ def describe_errors(exc: ValidationError) -> str:
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{variable} is malformed: {message}")
     return "; ".join(problems)
+
+
+class MessagingSettings(BaseSettings):
+    """What the services on the message path add: the message store and the broker."""
+
+    mongodb_url: str
+    mongodb_database: str = Field(default="whatsapp", min_length=1, max_length=63)
+    rabbitmq_url: str
+    # Exchanges and routing keys of the message path (declared by the rabbitmq role).
+    messages_exchange: str = "whatsapp.messages"
+    messages_routing_key: str = "message.created"
+    notifications_exchange: str = "whatsapp.notifications"
+    notifications_routing_key: str = "notification.send"
+
+    @field_validator("mongodb_url")
+    @classmethod
+    def _valid_mongodb_url(cls, value: str) -> str:
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must be a mongodb:// URL")
+        return value
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _valid_rabbitmq_url(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return value

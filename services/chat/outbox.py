@@ -1,0 +1,63 @@
+"""Re-publishes accepted messages that message_processor has not stored yet.
+
+A message is recorded in PostgreSQL before it is published; if the publish failed (the
+broker was down) or the broker lost it, the row stays `stored_at IS NULL`. One chat
+instance at a time (a PostgreSQL advisory lock) publishes such rows again; the processor
+stores by message id, so a message published twice is stored and delivered once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from services.chat import store
+from services.chat.context import ChatContext
+from services.chat.messages import queue_payload
+from services.common.amqp import PublishError
+
+log = logging.getLogger(__name__)
+
+# pg_try_advisory_lock key: "outbox" in ASCII, any constant shared by every instance.
+OUTBOX_LOCK_KEY = 0x6F7574626F78
+
+
+def relay_once(ctx: ChatContext) -> int:
+    """Publish every unstored message older than the relay age; the count published."""
+    settings = ctx.settings
+    published = 0
+    with ctx.db.connection() as conn:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (OUTBOX_LOCK_KEY,)).fetchone()["ok"]:
+            return 0
+        try:
+            rows = store.unstored_messages(conn, timedelta(seconds=settings.outbox_relay_age_seconds))
+            for row in rows:
+                try:
+                    ctx.publisher.publish(
+                        settings.messages_exchange,
+                        settings.messages_routing_key,
+                        queue_payload(row, None),
+                        message_id=str(row["id"]),
+                    )
+                    published += 1
+                except PublishError:
+                    break  # the broker is down; the next round tries again
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (OUTBOX_LOCK_KEY,))
+    if published:
+        log.info("outbox relay re-published %d unstored messages", published)
+    return published
+
+
+def start_relay(ctx: ChatContext, stopping: threading.Event) -> threading.Thread:
+    def loop() -> None:
+        while not stopping.wait(ctx.settings.outbox_relay_interval_seconds):
+            try:
+                relay_once(ctx)
+            except Exception as exc:
+                log.warning("outbox relay round failed: %s: %s", type(exc).__name__, exc)
+
+    thread = threading.Thread(target=loop, name="outbox-relay", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,261 @@
+"""HTTP routes of the chat service, under /api/v1 (the gateway forwards paths unchanged).
+
+Authenticate first (401), validate (400), then touch the stores. A conversation or message
+the caller may not see is a 404, never a 403 that would reveal it exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from services.chat import history, store
+from services.chat.context import chat_context
+from services.chat.messages import message_json, send_message
+from services.chat.models import (
+    DirectConversationRequest,
+    GroupConversationRequest,
+    MemberRequest,
+    ReadRequest,
+    SendMessageRequest,
+    check_uuid,
+)
+from services.common.auth import require_user
+from services.common.bodies import parse_body
+from services.common.errors import Forbidden, NotFound, ValidationError
+from services.common.times import rfc3339
+
+API_PREFIX = "/api/v1"
+DEFAULT_PAGE = 50
+MAX_PAGE = 100
+
+conversations_bp = Blueprint("conversations", __name__, url_prefix=f"{API_PREFIX}/conversations")
+messages_bp = Blueprint("messages", __name__, url_prefix=f"{API_PREFIX}/messages")
+BLUEPRINTS = (conversations_bp, messages_bp)
+
+
+def conversation_uuid(value: str, what: str = "conversation") -> str:
+    try:
+        return check_uuid(value)
+    except ValueError:
+        raise NotFound(f"no such {what}") from None
+
+
+def conversation_json(row: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": str(row["id"]), "type": row["type"]}
+    if row["type"] == "group":
+        body["title"] = row["title"]
+    body["members"] = [{"user_id": str(m["user_id"]), "role": m["role"]} for m in row["members"]]
+    body["created_at"] = rfc3339(row["created_at"])
+    return body
+
+
+def summary_json(row: dict[str, Any]) -> dict[str, Any]:
+    body = conversation_json(row)
+    last = None
+    if row.get("lm_id") is not None:
+        last = message_json(
+            {
+                "id": row["lm_id"],
+                "conversation_id": row["id"],
+                "seq": row["lm_seq"],
+                "sender_id": row["lm_sender_id"],
+                "client_msg_id": row["lm_client_msg_id"],
+                "body": row["lm_body"],
+                "created_at": row["lm_created_at"],
+                "expires_at": row["lm_expires_at"],
+            }
+        )
+    body["last_message"] = last
+    body["unread_count"] = int(row["unread_count"])
+    return body
+
+
+def _visible_conversation(conversation_id: str, viewer: str) -> dict[str, Any]:
+    with chat_context().db.connection() as conn:
+        row = store.get_conversation(conn, conversation_uuid(conversation_id), viewer)
+    if row is None:
+        raise NotFound("no such conversation")
+    return row
+
+
+def _notify_members(conversation: dict[str, Any], frame: dict[str, Any]) -> None:
+    ctx = chat_context()
+    ctx.hub.forget_members(str(conversation["id"]))
+    ctx.hub.publish_event([str(m["user_id"]) for m in conversation["members"]], frame)
+
+
+# ---- conversations -------------------------------------------------------------------------
+
+
+@conversations_bp.post("")
+def create_conversation() -> tuple[Response, int]:
+    creator = require_user()
+    kind = request.get_json(silent=True)
+    kind = kind.get("type") if isinstance(kind, dict) else None
+    if kind == "direct":
+        direct = parse_body(DirectConversationRequest)
+        if direct.member_id == creator:
+            raise ValidationError("member_id: a direct conversation needs another user")
+        wanted = [direct.member_id]
+    elif kind == "group":
+        group = parse_body(GroupConversationRequest)
+        wanted = list(dict.fromkeys(m for m in group.member_ids if m != creator))
+    else:
+        parse_body(DirectConversationRequest)  # renders the body's own problems first
+        raise ValidationError("type: must be 'direct' or 'group'")
+    ctx = chat_context()
+    with ctx.db.transaction() as conn:
+        missing = set(wanted) - store.existing_users(conn, wanted)
+        if missing:
+            raise NotFound("no such user: " + ", ".join(sorted(missing)))
+        if kind == "direct":
+            conversation_id, created = store.create_direct(conn, creator, wanted[0])
+        else:
+            conversation_id, created = store.create_group(conn, creator, group.title, wanted), True
+        row = store.get_conversation(conn, conversation_id, creator)
+    body = conversation_json(row)
+    if created:
+        _notify_members(row, {"type": "conversation.new", "conversation": body})
+    return jsonify(body), 201 if created else 200
+
+
+@conversations_bp.get("")
+def list_conversations() -> Response:
+    viewer = require_user()
+    with chat_context().db.connection() as conn:
+        rows = store.list_conversations(conn, viewer)
+    return jsonify({"conversations": [summary_json(r) for r in rows]})
+
+
+@conversations_bp.get("/<conversation_id>")
+def get_conversation(conversation_id: str) -> Response:
+    viewer = require_user()
+    return jsonify(conversation_json(_visible_conversation(conversation_id, viewer)))
+
+
+@conversations_bp.post("/<conversation_id>/members")
+def add_member(conversation_id: str) -> tuple[Response, int]:
+    actor = require_user()
+    conversation = _visible_conversation(conversation_id, actor)
+    body = parse_body(MemberRequest)
+    if conversation["type"] != "group":
+        raise Forbidden("members of a direct conversation cannot change")
+    if conversation["my_role"] != "admin":
+        raise Forbidden("only group admins can add members")
+    ctx = chat_context()
+    with ctx.db.transaction() as conn:
+        if not store.existing_users(conn, [body.user_id]):
+            raise NotFound("no such user")
+        store.add_member(conn, conversation["id"], body.user_id)
+        row = store.get_conversation(conn, conversation["id"], actor)
+    result = conversation_json(row)
+    _notify_members(row, {"type": "conversation.updated", "conversation": result})
+    return jsonify(result), 201
+
+
+@conversations_bp.delete("/<conversation_id>/members/<user_id>")
+def remove_member(conversation_id: str, user_id: str) -> Response:
+    actor = require_user()
+    conversation = _visible_conversation(conversation_id, actor)
+    target = conversation_uuid(user_id, "member")
+    if conversation["type"] != "group":
+        raise Forbidden("members of a direct conversation cannot change")
+    if target != actor and conversation["my_role"] != "admin":
+        raise Forbidden("only group admins can remove other members")
+    ctx = chat_context()
+    with ctx.db.transaction() as conn:
+        if not store.remove_member(conn, conversation["id"], target):
+            raise NotFound("no such member")
+        store.promote_oldest_if_no_admin(conn, conversation["id"])
+    _notify_members(
+        conversation,
+        {"type": "member.removed", "conversation_id": str(conversation["id"]), "user_id": target},
+    )
+    return Response(status=204)
+
+
+# ---- messages ------------------------------------------------------------------------------
+
+
+def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValidationError(f"{name}: must be an integer from {low} to {high}")
+    return int(raw)
+
+
+@conversations_bp.get("/<conversation_id>/messages")
+def list_messages(conversation_id: str) -> Response:
+    viewer = require_user()
+    before_seq = _int_arg("before_seq", None, 1, 2**62)
+    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    conversation = _visible_conversation(conversation_id, viewer)
+    docs = history.page_before(chat_context().mongo, str(conversation["id"]), before_seq, limit)
+    messages = [message_json(d) for d in docs]
+    next_before = messages[-1]["seq"] if len(messages) == limit and messages[-1]["seq"] > 1 else None
+    return jsonify({"messages": messages, "next_before_seq": next_before})
+
+
+@conversations_bp.post("/<conversation_id>/messages")
+def post_message(conversation_id: str) -> tuple[Response, int]:
+    sender = require_user()
+    conversation_id = conversation_uuid(conversation_id)
+    body = parse_body(SendMessageRequest)
+    message, created = send_message(
+        chat_context(),
+        sender=sender,
+        conversation_id=conversation_id,
+        client_msg_id=body.client_msg_id,
+        body=body.body,
+        ttl_seconds=body.ttl_seconds,
+        request_id=g.get("request_id"),
+    )
+    return jsonify(message), 201 if created else 200
+
+
+@conversations_bp.post("/<conversation_id>/read")
+def mark_read(conversation_id: str) -> Response:
+    reader = require_user()
+    conversation_id = conversation_uuid(conversation_id)
+    body = parse_body(ReadRequest)
+    ctx = chat_context()
+    with ctx.db.connection() as conn:
+        mark = store.mark_receipt(conn, conversation_id, reader, body.up_to_seq, "read")
+    if mark is None:
+        raise NotFound("no such conversation")
+    others = [m for m in ctx.hub.members(conversation_id) if m != reader]
+    ctx.hub.publish_event(
+        others,
+        {
+            "type": "receipt",
+            "conversation_id": conversation_id,
+            "user_id": reader,
+            "up_to_seq": mark,
+            "status": "read",
+        },
+    )
+    return Response(status=204)
+
+
+@messages_bp.delete("/<message_id>")
+def delete_message(message_id: str) -> Response:
+    sender = require_user()
+    if not 1 <= len(message_id) <= 64:
+        raise NotFound("no such message")
+    ctx = chat_context()
+    with ctx.db.connection() as conn:
+        row = store.delete_message(conn, message_id, sender)
+    if row is None:
+        raise NotFound("no such message")
+    # The stored copy loses its text too (if message_processor stores it later, it erases it then).
+    ctx.mongo["messages"].update_one({"_id": row["id"]}, {"$set": {"body": None, "deleted": True}})
+    conversation_id = str(row["conversation_id"])
+    ctx.hub.publish_event(
+        ctx.hub.members(conversation_id),
+        {"type": "message.deleted", "conversation_id": conversation_id, "message_id": row["id"]},
+    )
+    return Response(status=204)

@@ -1,0 +1,39 @@
+"""Settings of the chat service: the message path's backends plus WebSocket tunables."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+
+from services.common.config import MessagingSettings
+
+
+def default_instance_id() -> str:
+    # The container's hostname is unique per replica; the pid separates gunicorn workers.
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ChatSettings(MessagingSettings):
+    service_name: str = Field(default="chat", min_length=1, max_length=64)
+    instance_id: str = Field(default_factory=default_instance_id, min_length=1, max_length=128)
+    # The contract: frames above 64 KiB close the socket with 1009.
+    ws_max_frame_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    # Server pings keep NATs and proxies from dropping idle sockets.
+    ws_ping_interval_seconds: float = Field(default=25.0, gt=0, le=300)
+    # Frames waiting for one slow socket; beyond it the socket is closed (it will catch up).
+    ws_send_queue_size: int = Field(default=2000, ge=10, le=100_000)
+    # A user is online while a key with this TTL is refreshed by their sockets.
+    presence_ttl_seconds: int = Field(default=60, ge=5, le=3600)
+    # Messages sent per conversation when a client reconnects (the rest: history pages).
+    catch_up_limit: int = Field(default=1000, ge=1, le=10_000)
+    # Accepted messages not yet stored by message_processor after this long are re-published.
+    outbox_relay_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    outbox_relay_age_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # Broker connections shared by concurrent senders (each publish waits for its confirm).
+    amqp_pool_size: int = Field(default=16, ge=1, le=256)
+    # Redis pub/sub channel every chat instance listens on (message_processor publishes).
+    events_channel: str = Field(default="whatsapp:events", min_length=1)
+    # Message rate per socket (frames per second), beyond it `rate_limited` error frames.
+    ws_messages_per_second: float = Field(default=50.0, gt=0, le=10_000)

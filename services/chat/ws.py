@@ -1,0 +1,198 @@
+"""`GET /ws`: the WebSocket of the contract.
+
+The token is checked before the upgrade (a `before_request` hook), so a bad or missing
+one is refused with 401 and no socket is opened. Each socket has a reader (this request's
+thread or greenlet) and a writer (Connection.write_loop); frames a client sends are
+handled one after another, so a client's own sends are acknowledged in order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import pydantic
+from flask import Flask, current_app, g, request
+from flask_sock import Sock
+
+from services.chat import store
+from services.chat.context import ChatContext, chat_context
+from services.chat.hub import Connection
+from services.chat.messages import send_message
+from services.chat.models import FRAME_MODELS, ReceiptFrame, SendFrame, TypingFrame
+from services.common.auth import VERIFIER_EXTENSION, AccessTokenVerifier, bearer_token
+from services.common.errors import ApiError, NotFound, Unauthorized, describe_validation_error
+from services.common.request_id import new_request_id
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/ws"
+sock = Sock()
+
+
+def authenticate_upgrade() -> None:
+    """401 before the upgrade for a bad or missing token (header, or ?access_token= for browsers)."""
+    if request.path != WS_PATH:
+        return
+    header = request.headers.get("Authorization")
+    token = bearer_token(header) if header else request.args.get("access_token", "")
+    if not token:
+        raise Unauthorized("missing bearer token")
+    verifier: AccessTokenVerifier = current_app.extensions[VERIFIER_EXTENSION]
+    g.user_id = verifier.verify(token)["sub"]
+
+
+class TokenBucket:
+    """Frames per second per socket, with a burst of twice the rate."""
+
+    def __init__(self, rate: float):
+        self.rate, self.capacity = rate, max(1.0, rate * 2)
+        self.tokens, self.stamp = self.capacity, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def error_frame(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
+    frame = {"type": "error", "code": code, "message": message}
+    if ref:
+        frame["ref"] = ref
+    return frame
+
+
+def handle_frame(ctx: ChatContext, conn: Connection, raw: str | bytes, bucket: TokenBucket) -> None:
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        conn.send(error_frame("validation_error", "frame is not valid JSON"))
+        return
+    if not isinstance(data, dict):
+        conn.send(error_frame("validation_error", "frame must be a JSON object"))
+        return
+    ref = data.get("client_msg_id") if isinstance(data.get("client_msg_id"), str) else None
+    kind = data.get("type")
+    model = FRAME_MODELS.get(kind) if isinstance(kind, str) else None
+    ctx.metrics.frames_received.labels(kind if model else "invalid").inc()
+    if model is None:
+        conn.send(error_frame("validation_error", f"unknown frame type {str(kind)[:40]!r}", ref))
+        return
+    if not bucket.take():
+        conn.send(error_frame("rate_limited", "too many frames; slow down", ref))
+        return
+    try:
+        frame = model.model_validate(data)
+        if isinstance(frame, SendFrame):
+            _send(ctx, conn, frame)
+        elif isinstance(frame, ReceiptFrame):
+            _receipt(ctx, conn, frame)
+        elif isinstance(frame, TypingFrame):
+            _typing(ctx, conn, frame)
+        else:
+            conn.send({"type": "pong"})
+    except pydantic.ValidationError as exc:
+        conn.send(error_frame("validation_error", describe_validation_error(exc), ref))
+    except ApiError as exc:
+        conn.send(error_frame(exc.code, exc.message, ref))
+    except Exception as exc:  # a backend hiccup must not close the socket
+        log.warning("frame %s failed: %s: %s", kind, type(exc).__name__, exc)
+        conn.send(error_frame("unavailable", "a backend service is unavailable; try again", ref))
+
+
+def _send(ctx: ChatContext, conn: Connection, frame: SendFrame) -> None:
+    started = time.perf_counter()
+    message, _created = send_message(
+        ctx,
+        sender=conn.user_id,
+        conversation_id=frame.conversation_id,
+        client_msg_id=frame.client_msg_id,
+        body=frame.body,
+        ttl_seconds=frame.ttl_seconds,
+        request_id=g.get("request_id") or new_request_id(),
+    )
+    conn.send({"type": "message.ack", "client_msg_id": frame.client_msg_id, "message": message})
+    ctx.metrics.send_seconds.observe(time.perf_counter() - started)
+
+
+def _receipt(ctx: ChatContext, conn: Connection, frame: ReceiptFrame) -> None:
+    with ctx.db.connection() as db:
+        mark = store.mark_receipt(db, frame.conversation_id, conn.user_id, frame.up_to_seq, frame.status)
+    if mark is None:
+        raise NotFound("no such conversation")
+    others = [m for m in ctx.hub.members(frame.conversation_id) if m != conn.user_id]
+    ctx.hub.publish_event(
+        others,
+        {
+            "type": "receipt",
+            "conversation_id": frame.conversation_id,
+            "user_id": conn.user_id,
+            "up_to_seq": mark,
+            "status": frame.status,
+        },
+    )
+
+
+def _typing(ctx: ChatContext, conn: Connection, frame: TypingFrame) -> None:
+    members = ctx.hub.members(frame.conversation_id)
+    if conn.user_id not in members:
+        raise NotFound("no such conversation")
+    ctx.hub.publish_event(
+        [m for m in members if m != conn.user_id],
+        {
+            "type": "typing",
+            "conversation_id": frame.conversation_id,
+            "user_id": conn.user_id,
+            "state": frame.state,
+        },
+    )
+
+
+@sock.route(WS_PATH)
+def websocket(ws: Any) -> None:
+    ctx = chat_context()
+    hub = ctx.hub
+    conn = Connection(ws, g.user_id, hub, ctx.settings.ws_send_queue_size)
+    hub.register(conn)
+    writer = threading.Thread(target=conn.write_loop, name=f"ws-writer-{conn.id[:8]}", daemon=True)
+    writer.start()
+    bucket = TokenBucket(ctx.settings.ws_messages_per_second)
+    try:
+        try:
+            hub.came_online(conn)
+        except Exception as exc:
+            log.warning("presence of %s not recorded: %s", conn.user_id, exc)
+        try:
+            hub.catch_up(conn)
+        except Exception as exc:
+            # Without catch-up the client could miss messages: make it reconnect later.
+            log.warning("catch-up for %s failed (%s): closing the socket", conn.user_id, exc)
+            conn.close()
+        while not conn.closed.is_set():
+            raw = ws.receive(timeout=1.0)
+            if raw is None:
+                continue
+            handle_frame(ctx, conn, raw, bucket)
+    finally:
+        conn.close()
+        hub.unregister(conn)
+        try:
+            hub.went_offline(conn)
+        except Exception as exc:
+            log.warning("presence of %s not cleared: %s", conn.user_id, exc)
+
+
+def init_ws(app: Flask, settings_max_frame: int, ping_interval: float) -> None:
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "max_message_size": settings_max_frame,
+        "ping_interval": ping_interval,
+    }
+    app.before_request(authenticate_upgrade)
+    sock.init_app(app)

@@ -1,0 +1,84 @@
+"""RabbitMQ publishing with publisher confirms, through kombu.
+
+`publish()` returns only after the broker confirmed the message (persistent, to a durable
+quorum queue): that is the moment chat may tell a sender "accepted". Each call takes a
+connection from a small pool, so concurrent senders (threads or greenlets) never share a
+channel; a broken connection is dropped and the next call opens a new one. The exchanges,
+queues and dead-lettering are declared by the rabbitmq role (definitions.json), not here:
+the services' logins may not declare them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import kombu
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(Exception):
+    """The broker did not confirm the message (down, refused, or timed out)."""
+
+
+def amqp_connection(url: str, *, timeout: float, heartbeat: int = 30) -> kombu.Connection:
+    return kombu.Connection(
+        url,
+        connect_timeout=timeout,
+        heartbeat=heartbeat,
+        transport_options={"confirm_publish": True, "read_timeout": timeout, "write_timeout": timeout},
+    )
+
+
+class ConfirmedPublisher:
+    def __init__(self, url: str, *, timeout: float, pool_size: int = 8):
+        self._template = amqp_connection(url, timeout=timeout)
+        self._pool = self._template.Pool(limit=pool_size)
+        self._timeout = timeout
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        payload: dict[str, Any],
+        *,
+        message_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Send one persistent JSON message and wait for the broker's confirm."""
+        body = json.dumps(payload, separators=(",", ":"))
+        try:
+            with self._pool.acquire(block=True, timeout=self._timeout) as conn:
+                try:
+                    conn.ensure_connection(max_retries=1, timeout=self._timeout)
+                    producer = kombu.Producer(conn.default_channel)
+                    producer.publish(
+                        body,
+                        exchange=exchange,
+                        routing_key=routing_key,
+                        content_type="application/json",
+                        content_encoding="utf-8",
+                        delivery_mode=2,
+                        message_id=message_id,
+                        headers=headers or {},
+                        retry=False,
+                        # Unroutable means a missing queue: fail loudly, never drop.
+                        mandatory=True,
+                    )
+                except Exception:
+                    # A connection that failed mid-publish is not trusted again.
+                    conn.collect()
+                    raise
+        except Exception as exc:
+            log.warning("publish to %s/%s failed: %s: %s", exchange, routing_key, type(exc).__name__, exc)
+            raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+
+    def check(self) -> None:
+        """Readiness: a pooled connection to the broker opens."""
+        with self._pool.acquire(block=True, timeout=self._timeout) as conn:
+            conn.ensure_connection(max_retries=1, timeout=self._timeout)
+
+    def close(self) -> None:
+        self._pool.force_close_all()

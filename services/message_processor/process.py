@@ -1,0 +1,186 @@
+"""One batch of accepted messages: store, mark, fan out, queue pushes.
+
+Every step is idempotent, so a batch that fails half way (a backend went down) is simply
+run again, and a message delivered twice by the broker does no harm:
+1. MongoDB insert_many, unordered; a duplicate id (already stored) is not an error.
+2. PostgreSQL, one transaction: mark the messages stored, move the conversations'
+   last_message_at, read the members. A message deleted before it was stored has its
+   stored copy erased at once and is not delivered.
+3. Redis: one `message.new` event per message to every member (all chat instances hear
+   it), and, in the same pipeline, which members have a live socket.
+4. RabbitMQ: a notification job per member without a live socket (confirmed publish).
+The consumer acknowledges the broker's deliveries only after all of this returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo.errors import BulkWriteError
+
+from services.common.mongo import MESSAGES
+from services.common.times import rfc3339
+from services.message_processor import store
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_KEY = 11000
+PRESENCE_KEY = "presence:{user_id}"
+
+
+class QueuedMessage(BaseModel):
+    """The `message` chat published (the contract's message shape)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=64)
+    conversation_id: str = Field(min_length=1, max_length=64)
+    seq: int = Field(ge=1)
+    sender_id: str = Field(min_length=1, max_length=64)
+    client_msg_id: str = Field(min_length=1, max_length=128)
+    body: str = Field(max_length=4096)
+    created_at: datetime
+    expires_at: datetime | None = None
+    status: str = "sent"
+
+
+class QueuedPayload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    message: QueuedMessage
+    request_id: str | None = None
+
+
+class PoisonMessage(ValueError):
+    """A delivery that can never be processed (not JSON, wrong shape): dead-letter it."""
+
+
+def parse_payload(body: bytes | str) -> QueuedPayload:
+    try:
+        return QueuedPayload.model_validate(json.loads(body))
+    except (ValueError, TypeError) as exc:
+        raise PoisonMessage(str(exc)[:300]) from None
+
+
+@dataclass
+class BatchResult:
+    stored: int = 0
+    duplicates: int = 0
+    erased: int = 0
+    events: int = 0
+    notifications: int = 0
+    offline_by_message: dict[str, list[str]] = field(default_factory=dict)
+
+
+def message_json(m: QueuedMessage) -> dict[str, Any]:
+    """The contract's `message`, with times formatted as chat formats them."""
+    body: dict[str, Any] = {
+        "id": m.id,
+        "conversation_id": m.conversation_id,
+        "seq": m.seq,
+        "sender_id": m.sender_id,
+        "client_msg_id": m.client_msg_id,
+        "body": m.body,
+        "created_at": rfc3339(m.created_at),
+        "status": m.status,
+    }
+    if m.expires_at is not None:
+        body["expires_at"] = rfc3339(m.expires_at)
+    return body
+
+
+def _document(message: QueuedMessage) -> dict[str, Any]:
+    return {
+        "_id": message.id,
+        "conversation_id": message.conversation_id,
+        "seq": message.seq,
+        "sender_id": message.sender_id,
+        "client_msg_id": message.client_msg_id,
+        "body": message.body,
+        "created_at": message.created_at,
+        "expires_at": message.expires_at,
+        "deleted": False,
+    }
+
+
+def store_in_mongo(mongo: Any, messages: list[QueuedMessage]) -> tuple[int, int]:
+    """(inserted, duplicates); raises for anything but duplicate ids."""
+    try:
+        result = mongo[MESSAGES].insert_many([_document(m) for m in messages], ordered=False)
+        return len(result.inserted_ids), 0
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+        if others:
+            raise
+        return exc.details.get("nInserted", 0), len(errors)
+
+
+def process_batch(ctx: Any, payloads: list[QueuedPayload]) -> BatchResult:
+    settings = ctx.settings
+    result = BatchResult()
+    messages = list({p.message.id: p.message for p in payloads}.values())
+    request_ids = {p.message.id: p.request_id for p in payloads}
+    if not messages:
+        return result
+    result.stored, result.duplicates = store_in_mongo(ctx.mongo, messages)
+
+    latest: dict[str, datetime] = {}
+    for m in messages:
+        latest[m.conversation_id] = max(latest.get(m.conversation_id, m.created_at), m.created_at)
+    with ctx.db.transaction() as conn:
+        marks = store.mark_stored(conn, [m.id for m in messages])
+        store.touch_conversations(conn, latest)
+        members = store.members_by_conversation(conn, list(latest))
+    erased = {r["id"] for r in marks if r["erased"]}
+    if erased:
+        ctx.mongo[MESSAGES].update_many(
+            {"_id": {"$in": sorted(erased)}}, {"$set": {"body": None, "deleted": True}}
+        )
+        result.erased = len(erased)
+    live = [m for m in messages if m.id not in erased]
+
+    pipe = ctx.redis.pipeline(transaction=False)
+    recipients: list[tuple[QueuedMessage, list[str]]] = []
+    for m in live:
+        to = members.get(m.conversation_id, [])
+        frame = {"type": "message.new", "message": message_json(m)}
+        pipe.publish(settings.events_channel, json.dumps({"to": to, "frame": frame}, separators=(",", ":")))
+        others = [u for u in to if u != m.sender_id]
+        for user in others:
+            pipe.exists(PRESENCE_KEY.format(user_id=user))
+        recipients.append((m, others))
+    replies = pipe.execute()
+    result.events = len(live)
+
+    cursor = 0
+    for m, others in recipients:
+        cursor += 1  # the publish reply
+        online = replies[cursor : cursor + len(others)]
+        cursor += len(others)
+        offline = [u for u, up in zip(others, online, strict=True) if not up]
+        if offline:
+            result.offline_by_message[m.id] = offline
+        for user in offline:
+            ctx.notifications.publish(
+                settings.notifications_exchange,
+                settings.notifications_routing_key,
+                {
+                    "type": "message",
+                    "user_id": user,
+                    "conversation_id": m.conversation_id,
+                    "message_id": m.id,
+                    "sender_id": m.sender_id,
+                    "sent_at": rfc3339(m.created_at),
+                    "body": m.body,
+                    "request_id": request_ids.get(m.id),
+                },
+                message_id=f"{m.id}:{user}",
+            )
+            result.notifications += 1
+    return result
