@@ -72,7 +72,7 @@ _session = requests.Session()
 _session.trust_env = False
 
 
-def call(
+def call(  # noqa: PLR0913 - keyword-only options of one request, named at the call
     method: str,
     path: str,
     *,
