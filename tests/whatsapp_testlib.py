@@ -119,7 +119,12 @@ def recreate(host, name: str) -> None:
 
 
 def http_json(
-    url: str, method: str = "GET", body: dict | None = None, *, token: str | None = None, headers: dict | None = None
+    url: str,
+    method: str = "GET",
+    body: dict | None = None,
+    *,
+    token: str | None = None,
+    headers: dict | None = None,
 ) -> tuple[int, dict, dict]:
     """One JSON request to a service on the Docker host: (status, JSON body, response headers)."""
     all_headers = {"Content-Type": "application/json", **(headers or {})}
