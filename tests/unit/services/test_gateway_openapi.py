@@ -103,9 +103,9 @@ def test_document_is_openapi_3_1_with_the_contracts_parts(document):
 def test_every_contract_table_operation_is_documented_and_nothing_else(document):
     assert CONTRACT.is_file(), f"the contract is not at {CONTRACT} (set WHATSAPP_API_CONTRACT)"
     if SHARED_CONTRACT.is_file():  # the snapshot must follow the contract it copies
-        assert SNAPSHOT_CONTRACT.read_text(encoding="utf-8") == SHARED_CONTRACT.read_text(
-            encoding="utf-8"
-        ), f"{SNAPSHOT_CONTRACT} is stale: copy {SHARED_CONTRACT} over it"
+        assert SNAPSHOT_CONTRACT.read_text(encoding="utf-8") == SHARED_CONTRACT.read_text(encoding="utf-8"), (
+            f"{SNAPSHOT_CONTRACT} is stale: copy {SHARED_CONTRACT} over it"
+        )
     text = CONTRACT.read_text(encoding="utf-8")
     table = contract_table_operations(text)
     assert len(table) >= 25, sorted(table)  # the parser found the tables
