@@ -24,7 +24,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
-from services.notification.base import Device, Outcome, PushPayload, SendResult, truncate_utf8
+from services.notification.base import AlertStyle, Device, Outcome, PushPayload, SendResult
 from services.notification.transport import json_object, overloaded, transport_failure
 
 PROVIDER_TOKEN_LIFETIME_SECONDS = 50 * 60
@@ -82,15 +82,13 @@ class ApnsSender:
         topic: str,
         provider_token: ProviderToken,
         client: httpx.Client,
-        alert_title: str,
-        body_max_bytes: int,
+        alert: AlertStyle,
     ):
         self.base_url = base_url.rstrip("/")
         self._topic = topic
         self._provider_token = provider_token
         self._client = client
-        self._alert_title = alert_title
-        self._body_max_bytes = body_max_bytes
+        self._alert = alert
 
     def notification(self, payload: PushPayload) -> dict[str, Any]:
         """The JSON payload: an alert plus the ids as custom keys.
@@ -99,12 +97,12 @@ class ApnsSender:
         notification service extension can fetch the message and fill in the text;
         Apple never sees it.
         """
-        alert: dict[str, str] = {"title": self._alert_title}
+        alert: dict[str, str] = {"title": self._alert.title}
         aps: dict[str, Any] = {"alert": alert, "sound": "default", "thread-id": payload.conversation_id}
         if payload.body is None:
             aps["mutable-content"] = 1
         else:
-            alert["body"] = truncate_utf8(payload.body, self._body_max_bytes)
+            alert["body"] = self._alert.body(payload.body)
         ids = {k: v for k, v in payload.fields().items() if k != "body"}
         return {"aps": aps, **ids}
 

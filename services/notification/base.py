@@ -18,7 +18,7 @@ from services.notification.jobs import PushJob
 class Outcome(StrEnum):
     DELIVERED = "delivered"
     # The provider says this token will never work again: the device is removed.
-    INVALID_TOKEN = "invalid_token"
+    INVALID_TOKEN = "invalid_token"  # noqa: S105 - an outcome, not a password
     # Worth trying again later: 429, 5xx, timeouts, refused connections.
     RETRYABLE_FAILURE = "retryable_failure"
     # Trying again would fail the same way (a refused payload, bad credentials).
@@ -84,6 +84,17 @@ class PushPayload:
         return fields
 
 
+@dataclass(frozen=True)
+class AlertStyle:
+    """How FCM and APNs show a push: the alert's title, and the body cut to fit 4 KiB."""
+
+    title: str = "New message"
+    body_max_bytes: int = 1000
+
+    def body(self, text: str) -> str:
+        return truncate_utf8(text, self.body_max_bytes)
+
+
 class Sender(Protocol):
     """One push provider. `platform` labels its metrics and logs (fcm, apns, webhook, log)."""
 
@@ -116,4 +127,3 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
     ellipsis = "…"
     room = max_bytes - len(ellipsis.encode("utf-8"))
     return encoded[:room].decode("utf-8", errors="ignore") + ellipsis
-

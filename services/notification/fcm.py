@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import httpx
 import jwt
 
-from services.notification.base import Device, Outcome, PushPayload, SendResult, truncate_utf8
+from services.notification.base import AlertStyle, Device, Outcome, PushPayload, SendResult
 from services.notification.transport import json_object, overloaded, transport_failure
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,8 @@ class ServiceAccountTokens:
             # 400/401 here means the key is revoked or wrong: retrying will not fix it.
             retryable = response.status_code == 429 or response.status_code >= 500
             error = answer.get("error") or response.reason_phrase
-            raise TokenUnavailable(f"token endpoint answered {response.status_code} {error}", retryable=retryable)
+            message = f"token endpoint answered {response.status_code} {error}"
+            raise TokenUnavailable(message, retryable=retryable)
         expires_in = answer.get("expires_in")
         lifetime = float(expires_in) if isinstance(expires_in, int | float) else ASSERTION_LIFETIME_SECONDS
         log.info("fcm access token obtained", extra={"expires_in": lifetime})
@@ -143,14 +144,12 @@ class FcmSender:
         project_id: str,
         tokens: AccessTokens,
         client: httpx.Client,
-        alert_title: str,
-        body_max_bytes: int,
+        alert: AlertStyle,
     ):
         self.url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
         self._tokens = tokens
         self._client = client
-        self._alert_title = alert_title
-        self._body_max_bytes = body_max_bytes
+        self._alert = alert
 
     def message(self, device: Device, payload: PushPayload) -> dict[str, Any]:
         """The request body. With a body: a notification (shown by the system) plus data.
@@ -159,9 +158,9 @@ class FcmSender:
         data = payload.fields()  # every value a string, as FCM requires
         message: dict[str, Any] = {"token": device.token, "data": data, "android": {"priority": "high"}}
         if payload.body is not None:
-            body = truncate_utf8(payload.body, self._body_max_bytes)
+            body = self._alert.body(payload.body)
             data["body"] = body
-            message["notification"] = {"title": self._alert_title, "body": body}
+            message["notification"] = {"title": self._alert.title, "body": body}
         return {"message": message}
 
     def send(self, device: Device, payload: PushPayload) -> SendResult:
@@ -187,12 +186,9 @@ class FcmSender:
         error = json_object(response).get("error")
         error = error if isinstance(error, dict) else {}
         code = fcm_error_code(error)
-        if code == "UNREGISTERED" or (status == 404 and code in ("", "NOT_FOUND")):
-            return SendResult(Outcome.INVALID_TOKEN, status=status, reason=code or "NOT_FOUND")
-        if code == "SENDER_ID_MISMATCH":
-            return SendResult(Outcome.INVALID_TOKEN, status=status, reason=code)
-        if code == "INVALID_ARGUMENT" and names_the_token(error):
-            return SendResult(Outcome.INVALID_TOKEN, status=status, reason="INVALID_ARGUMENT (token)")
+        dead = dead_token_reason(status, code, error)
+        if dead:
+            return SendResult(Outcome.INVALID_TOKEN, status=status, reason=dead)
         if status == 401 and self._tokens.refreshable:
             # The access token was revoked or expired early: the next try fetches another.
             self._tokens.invalidate()
@@ -212,6 +208,17 @@ def fcm_error_code(error: dict[str, Any]) -> str:
         if isinstance(detail, dict) and detail.get("@type") == FCM_ERROR_TYPE and detail.get("errorCode"):
             return str(detail["errorCode"])
     return str(error.get("status") or "")
+
+
+def dead_token_reason(status: int, code: str, error: dict[str, Any]) -> str | None:
+    """Why the answer means the token is dead for good, or None when it does not."""
+    if code == "UNREGISTERED" or (status == 404 and code in ("", "NOT_FOUND")):
+        return code or "NOT_FOUND"
+    if code == "SENDER_ID_MISMATCH":
+        return code
+    if code == "INVALID_ARGUMENT" and names_the_token(error):
+        return "INVALID_ARGUMENT (token)"
+    return None
 
 
 def names_the_token(error: dict[str, Any]) -> bool:

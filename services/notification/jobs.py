@@ -28,7 +28,8 @@ class InvalidJob(ValueError):
 
 
 class PushJob(BaseModel):
-    """`{"type": "message", "user_id", "conversation_id", "message_id", "sender_id", "sent_at", "body", "request_id"}`."""
+    """`{"type": "message", "user_id", "conversation_id", "message_id", "sender_id", "sent_at",
+    "body", "request_id"}`, as message_processor publishes it."""
 
     # Fields a newer producer adds are ignored, so producers can be upgraded first.
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -84,4 +85,3 @@ def parse_job(raw: bytes | str | dict[str, Any] | PushJob) -> PushJob:
         return PushJob.model_validate(raw)
     except pydantic.ValidationError as exc:
         raise InvalidJob(describe_validation_error(exc)) from None
-

@@ -27,7 +27,10 @@ DEVICE_PLATFORMS = ("fcm", "apns", "webhook")
 
 def build_fcm(settings: NotificationSettings) -> FcmSender:
     client = http_client(
-        timeout=settings.push_timeout_seconds, http2=True, ca_file=settings.push_ca_file, base_url=settings.fcm_base_url
+        timeout=settings.push_timeout_seconds,
+        http2=True,
+        ca_file=settings.push_ca_file,
+        base_url=settings.fcm_base_url,
     )
     account = settings.fcm_service_account()
     project = settings.fcm_project()
@@ -43,13 +46,14 @@ def build_fcm(settings: NotificationSettings) -> FcmSender:
         project_id=project,
         tokens=tokens,
         client=client,
-        alert_title=settings.push_alert_title,
-        body_max_bytes=settings.push_body_max_bytes,
+        alert=settings.alert_style(),
     )
 
 
 def build_apns(settings: NotificationSettings) -> ApnsSender:
-    assert settings.apns_team_id and settings.apns_key_id and settings.apns_private_key and settings.apns_topic
+    # disabled_reason() said apns can send, and the settings allow all four or none.
+    assert settings.apns_team_id and settings.apns_key_id and settings.apns_topic
+    assert settings.apns_private_key
     return ApnsSender(
         base_url=settings.apns_base_url,
         topic=settings.apns_topic,
@@ -64,8 +68,7 @@ def build_apns(settings: NotificationSettings) -> ApnsSender:
             ca_file=settings.push_ca_file,
             base_url=settings.apns_base_url,
         ),
-        alert_title=settings.push_alert_title,
-        body_max_bytes=settings.push_body_max_bytes,
+        alert=settings.alert_style(),
     )
 
 

@@ -19,11 +19,13 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from pydantic import Field, field_validator, model_validator
 
 from services.common.config import BaseSettings, SettingsError, env_name, pem_from_env
+from services.notification.base import AlertStyle
 
 Provider = Literal["fcm", "apns", "webhook", "log"]
 PROVIDERS: tuple[Provider, ...] = ("fcm", "apns", "webhook", "log")
+APNS_FIELDS = ("apns_team_id", "apns_key_id", "apns_private_key", "apns_topic")
 # Where a Google service-account key file sends its token requests when it names none.
-GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a password
 
 
 def _http_url(value: str) -> str:
@@ -149,11 +151,10 @@ class NotificationSettings(BaseSettings):
     @model_validator(mode="after")
     def _coherent(self) -> Self:
         if self.push_retry_max_seconds < self.push_retry_base_seconds:
-            raise SettingsError(
-                f"{env_name('push_retry_max_seconds')} must not be below {env_name('push_retry_base_seconds')}"
-            )
+            base, most = env_name("push_retry_base_seconds"), env_name("push_retry_max_seconds")
+            raise SettingsError(f"{most} must not be below {base}")
         # Some APNs values without the others is a half-done configuration, not "off".
-        apns = {f: getattr(self, f) for f in ("apns_team_id", "apns_key_id", "apns_private_key", "apns_topic")}
+        apns = {f: getattr(self, f) for f in APNS_FIELDS}
         given = [f for f, v in apns.items() if v]
         if given and len(given) < len(apns):
             missing = ", ".join(env_name(f) for f, v in apns.items() if not v)
@@ -166,6 +167,9 @@ class NotificationSettings(BaseSettings):
         if not value.startswith(("amqp://", "amqps://")):
             raise ValueError("must be an amqp:// or amqps:// URL")
         return value
+
+    def alert_style(self) -> AlertStyle:
+        return AlertStyle(title=self.push_alert_title, body_max_bytes=self.push_body_max_bytes)
 
     def fcm_service_account(self) -> dict[str, Any] | None:
         return parse_service_account(self.fcm_credentials_json) if self.fcm_credentials_json else None
@@ -184,12 +188,10 @@ class NotificationSettings(BaseSettings):
             return f"not in {env_name('push_providers')}"
         if provider == "fcm":
             if not (self.fcm_credentials_json or self.fcm_access_token):
-                return f"no credentials ({env_name('fcm_credentials_json')} or {env_name('fcm_access_token')})"
+                either = f"{env_name('fcm_credentials_json')} or {env_name('fcm_access_token')}"
+                return f"no credentials ({either})"
             if not self.fcm_project():
                 return f"no project id ({env_name('fcm_project_id')})"
         if provider == "apns" and not self.apns_private_key:
-            return (
-                f"no credentials ({env_name('apns_team_id')}, {env_name('apns_key_id')}, "
-                f"{env_name('apns_private_key')}, {env_name('apns_topic')})"
-            )
+            return f"no credentials ({', '.join(env_name(f) for f in APNS_FIELDS)})"
         return None

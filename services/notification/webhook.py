@@ -46,6 +46,10 @@ class WebhookSender:
             response = self._client.post(device.token, content=self.body(payload), headers=headers)
         except httpx.HTTPError as exc:
             return transport_failure(exc)
+        return self._read(response)
+
+    @staticmethod
+    def _read(response: httpx.Response) -> SendResult:
         status = response.status_code
         if 200 <= status < 300:
             return SendResult(Outcome.DELIVERED, status=status)
