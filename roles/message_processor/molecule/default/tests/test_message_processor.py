@@ -64,8 +64,9 @@ def publish(body: str) -> None:
 
 
 def queue_depth(name: str) -> int:
+    vhost = quote(VARS["rabbitmq_vhost"], safe="")
     answer = requests.get(
-        f"http://{ADDRESS}:{VARS['rabbitmq_management_port']}/api/queues/{quote(VARS['rabbitmq_vhost'], safe='')}/{name}",
+        f"http://{ADDRESS}:{VARS['rabbitmq_management_port']}/api/queues/{vhost}/{name}",
         auth=(VARS["rabbitmq_admin_user"], VARS["rabbitmq_admin_password"]),
         timeout=10,
     )
@@ -87,7 +88,8 @@ def new_conversation() -> tuple[str, str, str]:
     conversation, alice, bob = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     with pg() as conn:
         conn.execute(
-            "INSERT INTO conversations.conversations (id, type, direct_key, created_by) VALUES (%s, 'direct', %s, %s)",
+            """INSERT INTO conversations.conversations (id, type, direct_key, created_by)
+               VALUES (%s, 'direct', %s, %s)""",
             (conversation, f"{min(alice, bob)}:{max(alice, bob)}", alice),
         )
         for user in (alice, bob):
