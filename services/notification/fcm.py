@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import httpx
 import jwt
+from cryptography.hazmat.primitives import serialization
 
 from services.notification.base import AlertStyle, Device, Outcome, PushPayload, SendResult
 from services.notification.transport import json_object, overloaded, transport_failure
@@ -81,6 +82,8 @@ class ServiceAccountTokens:
         clock: Callable[[], float] = time.time,
     ):
         self._account = account
+        # Parsed once: jwt.encode would otherwise load (and check) the PEM key on every fetch.
+        self._key = serialization.load_pem_private_key(account["private_key"].encode(), password=None)
         self._client = client
         self._clock = clock
         self._lock = threading.Lock()
@@ -107,7 +110,7 @@ class ServiceAccountTokens:
             "exp": int(now) + ASSERTION_LIFETIME_SECONDS,
         }
         headers = {"kid": account["private_key_id"]} if account.get("private_key_id") else None
-        return jwt.encode(claims, account["private_key"], algorithm="RS256", headers=headers)
+        return jwt.encode(claims, self._key, algorithm="RS256", headers=headers)
 
     def _fetch(self) -> tuple[str, float]:
         now = self._clock()

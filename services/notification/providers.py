@@ -30,7 +30,6 @@ def build_fcm(settings: NotificationSettings) -> FcmSender:
         timeout=settings.push_timeout_seconds,
         http2=True,
         ca_file=settings.push_ca_file,
-        base_url=settings.fcm_base_url,
     )
     account = settings.fcm_service_account()
     project = settings.fcm_project()
@@ -66,7 +65,8 @@ def build_apns(settings: NotificationSettings) -> ApnsSender:
             timeout=settings.push_timeout_seconds,
             http2=True,
             ca_file=settings.push_ca_file,
-            base_url=settings.apns_base_url,
+            # APNs speaks only HTTP/2; over http (a local receiver) it must be h2c.
+            h2c=settings.apns_base_url.startswith("http://"),
         ),
         alert=settings.alert_style(),
     )

@@ -9,7 +9,9 @@ to push must not start silently without it.
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
@@ -37,6 +39,12 @@ def _http_url(value: str) -> str:
 
 def parse_service_account(text: str) -> dict[str, Any]:
     """A Google service-account key (the JSON file Firebase hands out), checked for what FCM needs."""
+    return dict(_parse_service_account(text))
+
+
+# Loading an RSA key checks it, which takes tens of milliseconds: validate a text once.
+@functools.lru_cache(maxsize=4)
+def _parse_service_account(text: str) -> dict[str, Any]:
     try:
         info = json.loads(text)
     except ValueError:
@@ -115,6 +123,21 @@ class NotificationSettings(BaseSettings):
     # Webhook devices: a POST to the device's URL (allow-listed when it was registered).
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _valid_rabbitmq_url(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return value
+
+    @field_validator("push_ca_file")
+    @classmethod
+    def _readable_ca_file(cls, value: str | None) -> str | None:
+        # Found now rather than as an SSL error when the first push is sent.
+        if value is not None and not Path(value).is_file():
+            raise ValueError("names no readable file")
+        return value
+
     @field_validator("push_providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:
@@ -160,13 +183,6 @@ class NotificationSettings(BaseSettings):
             missing = ", ".join(env_name(f) for f, v in apns.items() if not v)
             raise SettingsError(f"APNs is half configured: {missing} missing")
         return self
-
-    @field_validator("rabbitmq_url")
-    @classmethod
-    def _valid_rabbitmq_url(cls, value: str) -> str:
-        if not value.startswith(("amqp://", "amqps://")):
-            raise ValueError("must be an amqp:// or amqps:// URL")
-        return value
 
     def alert_style(self) -> AlertStyle:
         return AlertStyle(title=self.push_alert_title, body_max_bytes=self.push_body_max_bytes)

@@ -29,18 +29,18 @@ def http_client(
     timeout: float,
     http2: bool = False,
     ca_file: str | None = None,
-    base_url: str | None = None,
+    h2c: bool = False,
 ) -> httpx.Client:
     """A pooled client that never follows redirects.
 
-    With `http2` and an https URL, HTTP/2 is negotiated by ALPN; with an http URL it is
-    spoken with prior knowledge (h2c), so a local receiver needs no certificate.
+    With `http2`, HTTP/2 is negotiated by ALPN on https URLs (http URLs get HTTP/1.1).
+    With `h2c`, http URLs get HTTP/2 with prior knowledge and nothing else: for a server
+    that speaks only HTTP/2 (APNs, or a local receiver standing in for it without TLS).
     """
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
-    prior_knowledge = http2 and base_url is not None and base_url.startswith("http://")
     return httpx.Client(
-        http1=not prior_knowledge,
-        http2=http2,
+        http1=not h2c,
+        http2=http2 or h2c,
         timeout=httpx.Timeout(timeout),
         verify=verify,
         limits=POOL_LIMITS,
