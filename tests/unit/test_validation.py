@@ -16,6 +16,12 @@ BAD_VALUES = [
     ("redis_maxmemory_policy", "forget-everything", "redis_maxmemory_policy"),
     ("whatsapp_backend_subnet", "10.0.0.0", "whatsapp_backend_subnet"),
     ("docker_host_engine", "podman", "docker_host_engine"),
+    ("chat_replicas", "0", "chat_replicas"),
+    ("chat_replicas", "two", "chat_replicas"),
+    ("gateway_replicas", "100", "gateway_replicas"),
+    ("chat_memory_limit", "64m", "chat_memory_limit"),
+    ("message_processor_batch_size", "500", "message_processor_batch_size"),
+    ("message_processor_concurrency", "0", "message_processor_concurrency"),
 ]
 
 
