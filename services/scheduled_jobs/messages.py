@@ -1,0 +1,128 @@
+"""Job expire_messages: disappearing messages past their `expires_at` are erased.
+
+Per batch, in one PostgreSQL transaction that holds the rows (FOR UPDATE SKIP LOCKED):
+1. pick up to `job_batch_size` rows with `expires_at <= now()` and a body;
+2. delete their MongoDB documents (history is read from there);
+3. erase the body in PostgreSQL (the row stays: its seq remains taken, and message_processor
+   sees `body IS NULL` and erases a copy it stores late);
+4. publish one `message.deleted` event per message to the conversation's members.
+The commit comes last, so a failure at any step leaves the rows as they were and the next
+run does it all again; each step is idempotent (a second delete or event does no harm).
+While the rows are locked, message_processor's `mark_stored` of the same messages waits,
+then sees them erased. Chat already hides expired messages from history and catch-up,
+so the sweep's delay is not visible to clients.
+
+A final step removes MongoDB documents that expired but whose row was erased before they
+were stored (message_processor keeps such a copy without its body).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from services.common.mongo import MESSAGES
+from services.common.times import utcnow
+from services.scheduled_jobs.context import JobsContext
+from services.scheduled_jobs.events import publish_events
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+def lock_expired(conn: psycopg.Connection, limit: int) -> list[Row]:
+    """Up to `limit` expired messages that still have a body, locked for this transaction."""
+    return conn.execute(
+        """
+        SELECT id, conversation_id FROM conversations.messages
+        WHERE expires_at <= now() AND body IS NOT NULL
+        ORDER BY expires_at
+        LIMIT %s
+        FOR UPDATE SKIP LOCKED
+        """,
+        (limit,),
+    ).fetchall()
+
+
+def erase_bodies(conn: psycopg.Connection, message_ids: list[str]) -> int:
+    return conn.execute(
+        "UPDATE conversations.messages SET body = NULL WHERE id = ANY(%s) AND body IS NOT NULL",
+        (message_ids,),
+    ).rowcount
+
+
+def members_by_conversation(conn: psycopg.Connection, conversation_ids: list[str]) -> dict[str, list[str]]:
+    rows = conn.execute(
+        """
+        SELECT conversation_id, user_id FROM conversations.members
+        WHERE conversation_id = ANY(%s::uuid[]) ORDER BY conversation_id, user_id
+        """,
+        (conversation_ids,),
+    ).fetchall()
+    members: dict[str, list[str]] = {cid: [] for cid in conversation_ids}
+    for row in rows:
+        members.setdefault(str(row["conversation_id"]), []).append(str(row["user_id"]))
+    return members
+
+
+def deletion_events(rows: Iterable[Row], members: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """One event per message for the chat instances: `{"to": [members], "frame": message.deleted}`.
+
+    A conversation with no members left needs no event."""
+    events = []
+    for row in rows:
+        conversation_id = str(row["conversation_id"])
+        to = members.get(conversation_id, [])
+        if not to:
+            continue
+        frame = {"type": "message.deleted", "conversation_id": conversation_id, "message_id": str(row["id"])}
+        events.append({"to": to, "frame": frame})
+    return events
+
+
+def expire_batch(ctx: JobsContext, counts: Counter[str]) -> int:
+    """One batch; returns how many rows it picked up (fewer than the batch size: done)."""
+    settings = ctx.settings
+    with ctx.db.transaction() as conn:
+        rows = lock_expired(conn, settings.job_batch_size)
+        if not rows:
+            return 0
+        ids = [str(r["id"]) for r in rows]
+        result = ctx.mongo[MESSAGES].delete_many({"_id": {"$in": ids}})
+        erased = erase_bodies(conn, ids)
+        members = members_by_conversation(conn, sorted({str(r["conversation_id"]) for r in rows}))
+        # Published before the commit: if Redis is down the batch is rolled back and retried,
+        # so members hear of every expiry at least once.
+        published = publish_events(ctx.redis, settings.events_channel, deletion_events(rows, members))
+    counts["expired"] += erased
+    counts["mongo_deleted"] += result.deleted_count
+    counts["events"] += published
+    return len(rows)
+
+
+def sweep_stored_copies(ctx: JobsContext, now: datetime, counts: Counter[str]) -> None:
+    """Delete expired documents whose row was already erased (stored after the expiry)."""
+    collection = ctx.mongo[MESSAGES]
+    expired = collection.find({"expires_at": {"$lte": now}}, {"_id": 1}).limit(ctx.settings.job_batch_size)
+    ids = [doc["_id"] for doc in expired]
+    if ids:
+        result = collection.delete_many({"_id": {"$in": ids}, "expires_at": {"$lte": now}})
+        counts["mongo_swept"] += result.deleted_count
+
+
+def expire_messages(ctx: JobsContext, counts: Counter[str]) -> None:
+    settings = ctx.settings
+    for _ in range(settings.job_max_batches):
+        if not ctx.leading():
+            counts["stopped_not_leader"] += 1
+            return
+        if expire_batch(ctx, counts) < settings.job_batch_size:
+            break
+    # After the rows: a copy swept before its row was handled is simply not found there.
+    sweep_stored_copies(ctx, utcnow(), counts)
