@@ -84,8 +84,9 @@ def host_addresses() -> list[str]:
     return sorted(addrs)
 
 
-def converge_again() -> None:
-    """Run the scenario's converge playbook again (the role re-creates what is missing)."""
+def converge_again(*extra_args: str) -> str:
+    """Run the scenario's converge playbook again (the role re-creates what is missing);
+    `extra_args` go to ansible-playbook (e.g. "-e", "x=1"). Returns its output."""
     project_role = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
     env = dict(
         os.environ,
@@ -99,6 +100,7 @@ def converge_again() -> None:
             "-i",
             str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"),
             str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"),
+            *extra_args,
         ],
         env=env,
         capture_output=True,
@@ -107,6 +109,7 @@ def converge_again() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return result.stdout
 
 
 def recreate(host, name: str) -> None:

@@ -37,3 +37,7 @@ Variables beyond the common ones (services/README.md); `_FILE` works for each:
 | `WHATSAPP_APNS_TEAM_ID`, `_KEY_ID`, `_PRIVATE_KEY` (.p8), `_TOPIC` | unset: APNs off (all four or none) |
 | `WHATSAPP_WEBHOOK_TIMEOUT_SECONDS` | 5 |
 """
+
+from services.notification.app import create_app
+
+__all__ = ["create_app"]

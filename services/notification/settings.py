@@ -81,6 +81,12 @@ class NotificationSettings(BaseSettings):
     # The broker and the queue the consumer reads (declared by the rabbitmq role).
     rabbitmq_url: str
     notifications_queue: str = Field(default="notifications.send", min_length=1)
+    # Jobs the broker hands each consumer at once, and consumers (threads) per process: a
+    # job may wait out provider backoff, so several run side by side.
+    consumer_prefetch: int = Field(default=20, ge=1, le=1000)
+    consumer_concurrency: int = Field(default=4, ge=1, le=64)
+    # Longest pause between tries while PostgreSQL (the device list) is down.
+    retry_max_delay_seconds: float = Field(default=5.0, gt=0, le=300)
 
     # Providers in use (comma separated). `log` writes pushes for devices whose own
     # provider is disabled to the log instead (development); it never logs a body.
