@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,9 +16,6 @@ from services.common.db import Database
 from services.scheduled_jobs.leader import LeaderElection
 from services.scheduled_jobs.metrics import JobMetrics
 from services.scheduled_jobs.settings import ScheduledJobsSettings
-
-# What one run did, by kind of item: {"expired": 12, "events": 12}.
-Counts = Counter
 
 
 class Broker:

@@ -100,9 +100,8 @@ def expire_batch(ctx: JobsContext, counts: Counter[str]) -> int:
         # Published before the commit: if Redis is down the batch is rolled back and retried,
         # so members hear of every expiry at least once.
         published = publish_events(ctx.redis, settings.events_channel, deletion_events(rows, members))
-    counts["expired"] += erased
-    counts["mongo_deleted"] += result.deleted_count
-    counts["events"] += published
+    done = {"expired": erased, "mongo_deleted": result.deleted_count, "events": published}
+    counts.update({item: n for item, n in done.items() if n})
     return len(rows)
 
 
@@ -113,7 +112,8 @@ def sweep_stored_copies(ctx: JobsContext, now: datetime, counts: Counter[str]) -
     ids = [doc["_id"] for doc in expired]
     if ids:
         result = collection.delete_many({"_id": {"$in": ids}, "expires_at": {"$lte": now}})
-        counts["mongo_swept"] += result.deleted_count
+        if result.deleted_count:
+            counts["mongo_swept"] += result.deleted_count
 
 
 def expire_messages(ctx: JobsContext, counts: Counter[str]) -> None:

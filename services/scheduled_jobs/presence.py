@@ -115,9 +115,12 @@ def prune_key(ctx: JobsContext, key: str, now: float, counts: Counter[str]) -> N
         keys=[key, PRESENCE_KEY.format(user_id=user_id), PENDING_OFFLINE_KEY], args=[repr(now), user_id]
     )
     pruned = Pruned.from_reply(reply)
-    counts["sockets_removed"] += pruned.removed
-    counts["presence_cleared"] += int(pruned.presence_deleted)
-    counts["went_offline"] += int(pruned.emptied)
+    if pruned.removed:
+        counts["sockets_removed"] += pruned.removed
+    if pruned.presence_deleted:
+        counts["presence_cleared"] += 1
+    if pruned.emptied:
+        counts["went_offline"] += 1
 
 
 def scan_sockets(ctx: JobsContext, now: float, budget: int, counts: Counter[str]) -> None:
@@ -129,7 +132,8 @@ def scan_sockets(ctx: JobsContext, now: float, budget: int, counts: Counter[str]
         cursor, keys = ctx.redis.scan(cursor, match=SOCKETS_PREFIX + "*", count=ctx.settings.job_batch_size)
         for key in keys:
             prune_key(ctx, key if isinstance(key, str) else key.decode(), now, counts)
-        counts["keys_scanned"] += len(keys)
+        if keys:
+            counts["keys_scanned"] += len(keys)
         budget -= max(len(keys), 1)
         # Where the next run goes on (0: this pass over the keys is complete).
         ctx.state[CURSOR_STATE] = cursor

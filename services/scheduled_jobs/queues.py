@@ -112,7 +112,8 @@ def prune_dead_letters(ctx: JobsContext, counts: Counter[str]) -> None:
                 counts["queue_errors"] += 1
                 log.warning("dead letters of %s not pruned: %s: %s", queue, type(exc).__name__, exc)
                 continue
-            counts["removed"] += removed
+            if removed:
+                counts["removed"] += removed
             budget -= removed
             if budget <= 0 or not ctx.leading():
                 break

@@ -42,6 +42,7 @@ def prune_refresh_tokens(ctx: JobsContext, counts: Counter[str]) -> None:
             return
         with ctx.db.connection() as conn:
             deleted = delete_spent_tokens(conn, cutoff, settings.job_batch_size)
-        counts["deleted"] += deleted
+        if deleted:
+            counts["deleted"] += deleted
         if deleted < settings.job_batch_size:
             return

@@ -320,7 +320,7 @@ def test_an_old_dead_letter_is_removed_and_a_young_one_kept():
                 delivery_mode=2,
                 message_id=message_id,
                 headers=dead(moment),
-                timestamp=moment,  # the fallback, should a broker drop client-set x-death
+                timestamp=int(moment.timestamp()),  # the fallback, should a broker drop x-death
                 content_type="application/json",
                 retry=False,
             )
