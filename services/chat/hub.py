@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 PRESENCE_KEY = "presence:{user_id}"
 SOCKETS_KEY = "sockets:{user_id}"
+# The socket set outlives its newest socket, so when a chat instance dies scheduled_jobs
+# still finds the stale sockets, records last_seen and tells watchers the user went offline.
+SOCKETS_KEY_TTL_FACTOR = 3
 MEMBERS_CACHE_SECONDS = 5.0
 _CLOSE = object()
 
@@ -248,7 +251,7 @@ class Hub:
         ttl = self.settings.presence_ttl_seconds
         pipe = self.ctx.redis.pipeline()
         pipe.zadd(SOCKETS_KEY.format(user_id=conn.user_id), {self._socket_key(conn): time.time() + ttl})
-        pipe.expire(SOCKETS_KEY.format(user_id=conn.user_id), ttl)
+        pipe.expire(SOCKETS_KEY.format(user_id=conn.user_id), SOCKETS_KEY_TTL_FACTOR * ttl)
         pipe.set(PRESENCE_KEY.format(user_id=conn.user_id), self.settings.instance_id, ex=ttl, get=True)
         was = pipe.execute()[2]
         if was is None:
@@ -289,7 +292,7 @@ class Hub:
                 expiry = time.time() + ttl
                 for conn in conns:
                     pipe.zadd(SOCKETS_KEY.format(user_id=conn.user_id), {self._socket_key(conn): expiry})
-                    pipe.expire(SOCKETS_KEY.format(user_id=conn.user_id), ttl)
+                    pipe.expire(SOCKETS_KEY.format(user_id=conn.user_id), SOCKETS_KEY_TTL_FACTOR * ttl)
                     pipe.set(PRESENCE_KEY.format(user_id=conn.user_id), self.settings.instance_id, ex=ttl)
                 pipe.execute()
             except redis.RedisError as exc:
