@@ -90,7 +90,7 @@ class BatchConsumer:
             self.connection = conn
             channel = conn.channel()
             queue = kombu.Queue(s.messages_queue, no_declare=True)
-            consumer = kombu.Consumer(channel, queues=[queue], on_message=self.pending.append, no_ack=False)
+            consumer = kombu.Consumer(channel, queues=[queue], on_message=self._collect, no_ack=False)
             consumer.qos(prefetch_count=s.prefetch)
             with consumer:
                 log.info(
@@ -106,6 +106,10 @@ class BatchConsumer:
                         batch, self.pending = self.pending, []
                         self.handle(batch)
                     conn.heartbeat_check()
+
+    def _collect(self, delivery: kombu.Message) -> None:
+        # A method, not `self.pending.append`: the list is replaced after every batch.
+        self.pending.append(delivery)
 
     def _fill_batch(self, conn: kombu.Connection) -> None:
         wait = self.settings.batch_wait_ms / 1000
