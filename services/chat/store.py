@@ -291,15 +291,17 @@ def mark_receipt(
 
     Returns the mark now in force, or None when the user is no member.
     """
-    column = "read_seq" if status == "read" else "delivered_seq"
+    # A read mark is also a delivered mark; delivered alone leaves read_seq as it was.
+    read_update = "read_seq = GREATEST(me.read_seq, LEAST(%(seq)s, c.last_seq))," if status == "read" else ""
+    mark = "read_seq" if status == "read" else "delivered_seq"
     row = conn.execute(
         f"""
         UPDATE conversations.members me
-        SET delivered_seq = GREATEST(me.delivered_seq, LEAST(%(seq)s, c.last_seq)),
-            {column} = GREATEST(me.{column}, LEAST(%(seq)s, c.last_seq))
+        SET {read_update}
+            delivered_seq = GREATEST(me.delivered_seq, LEAST(%(seq)s, c.last_seq))
         FROM conversations.conversations c
         WHERE c.id = me.conversation_id AND me.conversation_id = %(id)s AND me.user_id = %(user)s
-        RETURNING me.{column} AS mark
+        RETURNING me.{mark} AS mark
         """,
         {"seq": up_to_seq, "id": conversation_id, "user": user_id},
     ).fetchone()

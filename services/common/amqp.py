@@ -33,8 +33,15 @@ def amqp_connection(url: str, *, timeout: float, heartbeat: int = 30) -> kombu.C
 
 
 class ConfirmedPublisher:
+    """Pooled connections without heartbeats (nothing would send them while a connection
+    sits idle in the pool, so the broker would close it); a connection found dead at
+    publish time is replaced and the publish tried once more on a fresh one. A repeat is
+    harmless: the consumer stores by message id."""
+
+    ATTEMPTS = 2
+
     def __init__(self, url: str, *, timeout: float, pool_size: int = 8):
-        self._template = amqp_connection(url, timeout=timeout)
+        self._template = amqp_connection(url, timeout=timeout, heartbeat=0)
         self._pool = self._template.Pool(limit=pool_size)
         self._timeout = timeout
 
@@ -49,31 +56,51 @@ class ConfirmedPublisher:
     ) -> None:
         """Send one persistent JSON message and wait for the broker's confirm."""
         body = json.dumps(payload, separators=(",", ":"))
-        try:
-            with self._pool.acquire(block=True, timeout=self._timeout) as conn:
-                try:
-                    conn.ensure_connection(max_retries=1, timeout=self._timeout)
-                    producer = kombu.Producer(conn.default_channel)
-                    producer.publish(
-                        body,
-                        exchange=exchange,
-                        routing_key=routing_key,
-                        content_type="application/json",
-                        content_encoding="utf-8",
-                        delivery_mode=2,
-                        message_id=message_id,
-                        headers=headers or {},
-                        retry=False,
-                        # Unroutable means a missing queue: fail loudly, never drop.
-                        mandatory=True,
-                    )
-                except Exception:
-                    # A connection that failed mid-publish is not trusted again.
-                    conn.collect()
-                    raise
-        except Exception as exc:
-            log.warning("publish to %s/%s failed: %s: %s", exchange, routing_key, type(exc).__name__, exc)
-            raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+        for attempt in range(1, self.ATTEMPTS + 1):
+            try:
+                self._publish_once(exchange, routing_key, body, message_id, headers)
+                return
+            except Exception as exc:
+                log.warning(
+                    "publish to %s/%s failed (attempt %d): %s: %s",
+                    exchange,
+                    routing_key,
+                    attempt,
+                    type(exc).__name__,
+                    exc,
+                )
+                if attempt == self.ATTEMPTS:
+                    raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _publish_once(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: str,
+        message_id: str | None,
+        headers: dict[str, Any] | None,
+    ) -> None:
+        with self._pool.acquire(block=True, timeout=self._timeout) as conn:
+            try:
+                conn.ensure_connection(max_retries=1, timeout=self._timeout)
+                producer = kombu.Producer(conn.default_channel)
+                producer.publish(
+                    body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    delivery_mode=2,
+                    message_id=message_id,
+                    headers=headers or {},
+                    retry=False,
+                    # Unroutable means a missing queue: fail loudly, never drop.
+                    mandatory=True,
+                )
+            except Exception:
+                # A connection that failed mid-publish is not trusted again.
+                conn.collect()
+                raise
 
     def check(self) -> None:
         """Readiness: a pooled connection to the broker opens."""

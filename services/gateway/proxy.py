@@ -21,8 +21,9 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import requests
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
 
+from services.common.errors import PayloadTooLarge
 from services.common.request_id import HEADER as REQUEST_ID_HEADER
 from services.gateway.context import gateway_context
 from services.gateway.limits import client_ip
@@ -86,14 +87,35 @@ def client_response(answer: requests.Response) -> Response:
     return response
 
 
+def request_body() -> bytes:
+    """The client's whole body, or PayloadTooLarge (413) when it is over the cap.
+
+    A body with Content-Length over the cap was refused before any view ran. One without
+    (chunked) is cut by werkzeug's get_data() at the cap and returned as if it ended there:
+    forwarding that would pass a truncated body on as complete (a JSON object padded past
+    64 KiB with spaces is even still valid once cut). So when the cap is reached, one more
+    byte is read from the server's stream, past werkzeug's limit, to tell whether it ended.
+    """
+    body = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if (
+        request.content_length is None
+        and limit is not None
+        and len(body) >= limit
+        and request.environ["wsgi.input"].read(1)
+    ):
+        raise PayloadTooLarge(f"request body larger than {limit // 1024} KiB")
+    return body
+
+
 def forward(upstream: str) -> Response:
     answer = gateway_context().upstreams.request(
         upstream,
         request.method,
         upstream_target(),
         headers=upstream_headers(),
-        # The body cap (64 KiB, 413 above) applies while reading, chunked bodies included.
-        body=request.get_data(cache=False),
+        # The body cap (64 KiB, 413 above) holds for chunked bodies too: see request_body().
+        body=request_body(),
     )
     return client_response(answer)
 

@@ -236,6 +236,9 @@ def add_device() -> tuple[Response, int]:
     )
     with ctx.db.connection() as conn:
         device_id = store.add_device(conn, user_id, body.platform, body.token)
+    if device_id is None:
+        # A valid token whose account is gone: like every other route, 404 (never a 500).
+        raise NotFound("no such user")
     return jsonify({"id": str(device_id), "platform": body.platform}), 201
 
 

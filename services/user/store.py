@@ -187,16 +187,25 @@ def remove_block(conn: psycopg.Connection, blocker_id: ID, blocked_id: ID) -> bo
 # ---- devices -----------------------------------------------------------------------------
 
 
-def add_device(conn: psycopg.Connection, user_id: ID, platform: str, token: str) -> uuid.UUID:
-    """The device's id; registering the same (platform, token) again returns the same id."""
-    row = conn.execute(
-        """
-        INSERT INTO accounts.devices (user_id, platform, token) VALUES (%(user)s, %(platform)s, %(token)s)
-        ON CONFLICT (user_id, platform, token) DO UPDATE SET token = EXCLUDED.token
-        RETURNING id
-        """,
-        {"user": user_id, "platform": platform, "token": token},
-    ).fetchone()
+def add_device(conn: psycopg.Connection, user_id: ID, platform: str, token: str) -> uuid.UUID | None:
+    """The device's id; registering the same (platform, token) again returns the same id.
+
+    None when `user_id` is no user: a valid access token can outlive its account.
+    """
+    try:
+        # A savepoint (or its own transaction): the violation must not abort the caller's.
+        with conn.transaction():
+            row = conn.execute(
+                """
+                INSERT INTO accounts.devices (user_id, platform, token)
+                VALUES (%(user)s, %(platform)s, %(token)s)
+                ON CONFLICT (user_id, platform, token) DO UPDATE SET token = EXCLUDED.token
+                RETURNING id
+                """,
+                {"user": user_id, "platform": platform, "token": token},
+            ).fetchone()
+    except psycopg.errors.ForeignKeyViolation:
+        return None
     return row["id"]
 
 

@@ -81,6 +81,7 @@ def call(  # noqa: PLR0913 - keyword-only options of one request, named at the c
     data: bytes | str | None = None,
     headers: dict[str, str] | None = None,
     retry_rate_limited: bool = True,
+    new_connection: bool = False,
     timeout: float = 30,
 ) -> requests.Response:
     """One request to the gateway (`path` below /api/v1, or absolute when it starts with /).
@@ -89,6 +90,11 @@ def call(  # noqa: PLR0913 - keyword-only options of one request, named at the c
     service, so nothing happened): these tests share one client IP and its auth budget, and
     a test about profiles must not fail because another one just spent that budget.
     Only the rate-limit test itself turns that off.
+
+    `new_connection` sends the request on a connection of its own, closed after it: for
+    bodies over the cap. gunicorn answers those 413 without reading the body, announces
+    keep-alive, and then closes the connection when it cannot drain more than 64 KiB of the
+    unread body, so the next request on that pooled connection would fail to connect.
     """
     url = BASE_URL + path if path.startswith("/api/") else API + path
     all_headers = dict(headers or {})
@@ -98,7 +104,12 @@ def call(  # noqa: PLR0913 - keyword-only options of one request, named at the c
         data = json.dumps(json_body)
         all_headers.setdefault("Content-Type", "application/json")
     for _attempt in range(10):
-        response = _session.request(method, url, data=data, headers=all_headers, timeout=timeout)
+        if new_connection:
+            with requests.Session() as session:
+                session.trust_env = False
+                response = session.request(method, url, data=data, headers=all_headers, timeout=timeout)
+        else:
+            response = _session.request(method, url, data=data, headers=all_headers, timeout=timeout)
         if response.status_code != 429 or not retry_rate_limited:
             return response
         time.sleep(float(response.headers.get("Retry-After", "1")))

@@ -222,7 +222,12 @@ def test_bodies_over_64_kib_are_413(alice, path):
     method = "PATCH" if path == "/users/me" else "POST"
     over = b'{"display_name": "' + b"x" * MAX_BODY_BYTES + b'"}'
     response = call(
-        method, path, data=over, token=alice.access_token, headers={"Content-Type": "application/json"}
+        method,
+        path,
+        data=over,
+        token=alice.access_token,
+        headers={"Content-Type": "application/json"},
+        new_connection=True,
     )
     assert_error(response, 413, "payload_too_large")
 
@@ -235,26 +240,48 @@ def test_the_body_cap_is_exactly_64_kib(alice):
     headers = {"Content-Type": "application/json"}
     at_cap = call("PATCH", "/users/me", data=exact, token=alice.access_token, headers=headers)
     assert_error(at_cap, 400, "validation_error")  # about: at most 140 characters
-    over = call("PATCH", "/users/me", data=exact + b" ", token=alice.access_token, headers=headers)
+    over = call(
+        "PATCH",
+        "/users/me",
+        data=exact + b" ",
+        token=alice.access_token,
+        headers=headers,
+        new_connection=True,
+    )
     assert_error(over, 413, "payload_too_large")
+
+
+def _chunked(*parts: bytes):
+    """A body sent with Transfer-Encoding: chunked (no Content-Length), in 8 KiB chunks."""
+    data = b"".join(parts)
+    for start in range(0, len(data), 8192):
+        yield data[start : start + 8192]
 
 
 def test_a_chunked_body_over_64_kib_is_413(stack):
     """Without Content-Length the cap must still hold while the body is read."""
-
-    def chunks():
-        yield b'{"phone": "+15550001234", "password": "'
-        for _ in range(10):
-            yield b"x" * 8192
-        yield b'", "display_name": "Big"}'
-
+    body = _chunked(b'{"phone": "+15550001234", "password": "', b"x" * 80_000, b'", "display_name": "Big"}')
     response = requests.post(
         f"{BASE_URL}/api/v1/auth/register",
-        data=chunks(),
+        data=body,
         headers={"Content-Type": "application/json"},
         timeout=30,
     )
     assert_error(response, 413, "payload_too_large")
+
+
+def test_a_chunked_body_that_is_valid_json_when_cut_at_64_kib_is_still_413(bob):
+    """Padding after the object: cut at 64 KiB, the body would still parse (and be applied)."""
+    before = call("GET", "/users/me", token=bob.access_token).json()
+    body = _chunked(b'{"about": "smuggled"}', b" " * MAX_BODY_BYTES)
+    response = requests.patch(
+        f"{BASE_URL}/api/v1/users/me",
+        data=body,
+        headers={**bob.auth, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert_error(response, 413, "payload_too_large")
+    assert call("GET", "/users/me", token=bob.access_token).json() == before
 
 
 # ---- login -------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def test_messages_arrive_in_seq_order_and_the_sender_gets_acks(pair):
     conversation = alice.direct_with(bob)
     with alice.socket() as a, bob.socket() as b:
         acks = [a.send_message(conversation, f"message {n}") for n in range(30)]
-        assert all(ack["type"] == "message.ack" for ack in acks), acks[-1]
+        assert [f for f in acks if f["type"] != "message.ack"] == []
         seqs = [ack["message"]["seq"] for ack in acks]
         assert seqs == list(range(1, 31))
         b.wait_for(lambda f: f["type"] == "message.new" and f["message"]["seq"] == 30)
