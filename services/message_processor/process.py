@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pymongo import WriteConcern
 from pymongo.errors import BulkWriteError
 
 from services.common.mongo import MESSAGES
@@ -108,10 +109,16 @@ def _document(message: QueuedMessage) -> dict[str, Any]:
     }
 
 
+# The broker delivery is acknowledged after this write: it must survive a crash of the
+# store right after it answered, so wait for the journal (j), not just memory (w:1).
+DURABLE = WriteConcern(w=1, j=True)
+
+
 def store_in_mongo(mongo: Any, messages: list[QueuedMessage]) -> tuple[int, int]:
     """(inserted, duplicates); raises for anything but duplicate ids."""
+    collection = mongo.get_collection(MESSAGES, write_concern=DURABLE)
     try:
-        result = mongo[MESSAGES].insert_many([_document(m) for m in messages], ordered=False)
+        result = collection.insert_many([_document(m) for m in messages], ordered=False)
         return len(result.inserted_ids), 0
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
