@@ -16,8 +16,10 @@ the figures say more about `user_bcrypt_cost` and `user_cpus` than about the cod
 
 `rate/s` counts successful requests only; latencies (p50, p99, nearest rank) are those of
 successful requests; `errors` is everything else (wrong status, timeouts, refused
-connections), broken down by kind below the table. A 429 means the gateway's per-IP auth
-limit (`gateway_rate_limit_auth`) capped the run, not the service.
+connections), broken down by kind below the table. A 429 is the gateway's per-IP auth
+limit (`gateway_rate_limit_auth`; every thread here shares one IP), after which that thread
+waits Retry-After. A 503 is the gateway giving up on the user service after its read
+timeout (`upstream_read_timeout_seconds`, 10 s): requests queued behind bcrypt for longer.
 
 Only the standard library and `requests` (already in the project's .venv).
 """
@@ -105,19 +107,32 @@ def _session() -> requests.Session:
     return session
 
 
-def _post(session: requests.Session, url: str, body: dict, expected: int, timeout: float):
-    """(ok, seconds, error kind) of one request."""
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    seconds: float
+    error_kind: str | None = None
+    retry_after: float | None = None  # seconds, from a 429's Retry-After
+
+
+def _post(session: requests.Session, url: str, body: dict, expected: int, timeout: float) -> Outcome:
     started = time.perf_counter()
     try:
         response = session.post(url, json=body, timeout=timeout)
     except requests.Timeout:
-        return False, time.perf_counter() - started, "timeout"
+        return Outcome(False, time.perf_counter() - started, "timeout")
     except requests.RequestException as exc:
-        return False, time.perf_counter() - started, type(exc).__name__
+        return Outcome(False, time.perf_counter() - started, type(exc).__name__)
     seconds = time.perf_counter() - started
     if response.status_code == expected:
-        return True, seconds, None
-    return False, seconds, f"HTTP {response.status_code}"
+        return Outcome(True, seconds)
+    retry_after = None
+    if response.status_code == 429:
+        try:
+            retry_after = float(response.headers.get("Retry-After", "1"))
+        except ValueError:
+            retry_after = 1.0
+    return Outcome(False, seconds, f"HTTP {response.status_code}", retry_after)
 
 
 @dataclass(frozen=True)
@@ -139,15 +154,17 @@ def run_phase(target: Target, what: str, concurrency: int, accounts: Accounts) -
             if what == "register":
                 phone = random_phone()
                 body = {"phone": phone, "password": PASSWORD, "display_name": "Bench"}
-                ok, seconds, kind = _post(session, url, body, 201, timeout)
-                if ok:
+                outcome = _post(session, url, body, 201, timeout)
+                if outcome.ok:
                     accounts.add(phone)
             else:
                 body = {"phone": accounts.take(), "password": PASSWORD}
-                ok, seconds, kind = _post(session, url, body, 200, timeout)
-            result.record(ok, seconds, kind)
-            if kind == "HTTP 429":
-                time.sleep(0.1)  # the limiter's window: do not spin on it
+                outcome = _post(session, url, body, 200, timeout)
+            result.record(outcome.ok, outcome.seconds, outcome.error_kind)
+            retry_after = outcome.retry_after
+            if retry_after is not None:
+                # Rate limited: wait as told, so retries do not eat the next window's budget.
+                time.sleep(min(retry_after, max(0.0, deadline - time.monotonic())))
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     started = time.monotonic()
