@@ -277,7 +277,8 @@ def main() -> None:
     parser.add_argument("--idle", type=int, nargs="*", default=[1000, 10000])
     parser.add_argument("--relay-port", type=int, default=18765)
     args = parser.parse_args()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of sockets need descriptors
     stack = stack_of(load_vars(args.inventory))
     users = make_users(stack, max(args.sockets + [2]))
     rows = []
