@@ -72,17 +72,18 @@ def send_message(  # noqa: PLR0913 - keyword-only: the frame's fields, named
     request_id: str | None,
 ) -> tuple[dict[str, Any], bool]:
     """(message, created): accepted durably once this returns; raises NotFound/Forbidden/Unavailable."""
-    with ctx.db.transaction() as conn:
-        allowed = store.sender_may_post(conn, conversation_id, sender)
-        if allowed is None:
-            raise NotFound("no such conversation")
-        if allowed["blocked"]:
-            raise Forbidden("you cannot message this user", code="blocked")
-        row = store.find_by_client_msg_id(conn, conversation_id, sender, client_msg_id)
     created = False
-    if row is None:
-        try:
-            with ctx.db.transaction() as conn:
+    try:
+        # One transaction: membership and blocks, the repeat check, then (for a new message)
+        # the seq and the record. A repeat never reaches the conversation's row lock.
+        with ctx.db.transaction() as conn:
+            allowed = store.sender_may_post(conn, conversation_id, sender)
+            if allowed is None:
+                raise NotFound("no such conversation")
+            if allowed["blocked"]:
+                raise Forbidden("you cannot message this user", code="blocked")
+            row = store.find_by_client_msg_id(conn, conversation_id, sender, client_msg_id)
+            if row is None:
                 row = store.insert_message(
                     conn,
                     conversation_id=conversation_id,
@@ -92,8 +93,8 @@ def send_message(  # noqa: PLR0913 - keyword-only: the frame's fields, named
                     ttl_seconds=ttl_seconds,
                 )
                 created = True
-        except store.DuplicateMessage as duplicate:  # accepted meanwhile by another instance
-            row = duplicate.row
+    except store.DuplicateMessage as duplicate:  # accepted meanwhile by another instance
+        row, created = duplicate.row, False
     if row.get("body") is None and not row.get("deleted_at"):
         # Expired already: nothing to deliver, but the answer stays the same message.
         return message_json(row), created
