@@ -24,9 +24,20 @@ OUTBOX_LOCK_KEY = 0x6F7574626F78
 
 
 def relay_once(ctx: ChatContext) -> int:
-    """Publish every unstored message older than the relay age; the count published."""
+    """Publish every unstored message older than the relay age; the count published.
+
+    While the queue still holds messages, unstored rows are most likely waiting in it:
+    publishing them again would only add duplicate work to a processor that is behind.
+    The relay acts once the queue is drained and rows are still unstored (lost publishes).
+    """
     settings = ctx.settings
     published = 0
+    try:
+        if ctx.publisher.queue_depth(settings.messages_queue) > 0:
+            return 0
+    except Exception as exc:
+        log.info("outbox relay skipped: queue depth unknown (%s)", type(exc).__name__)
+        return 0
     with ctx.db.connection() as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (OUTBOX_LOCK_KEY,)).fetchone()["ok"]:
             return 0

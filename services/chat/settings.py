@@ -31,6 +31,8 @@ class ChatSettings(MessagingSettings):
     # Accepted messages not yet stored by message_processor after this long are re-published.
     outbox_relay_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     outbox_relay_age_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # The queue message_processor consumes (the relay waits until it is drained).
+    messages_queue: str = Field(default="messages.process", min_length=1)
     # Broker connections shared by concurrent senders (each publish waits for its confirm).
     amqp_pool_size: int = Field(default=16, ge=1, le=256)
     # Redis pub/sub channel every chat instance listens on (message_processor publishes).

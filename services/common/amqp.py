@@ -102,6 +102,16 @@ class ConfirmedPublisher:
                 conn.collect()
                 raise
 
+    def queue_depth(self, queue: str) -> int:
+        """Messages waiting in `queue` (a passive declare: needs no configure right)."""
+        with self._pool.acquire(block=True, timeout=self._timeout) as conn:
+            conn.ensure_connection(max_retries=1, timeout=self._timeout)
+            channel = conn.channel()
+            try:
+                return int(channel.queue_declare(queue=queue, passive=True).message_count)
+            finally:
+                channel.close()
+
     def check(self) -> None:
         """Readiness: a pooled connection to the broker opens."""
         with self._pool.acquire(block=True, timeout=self._timeout) as conn:
