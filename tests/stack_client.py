@@ -1,7 +1,8 @@
 """Clients of the deployed stack for the end-to-end and reliability tests.
 
-REST goes through the gateway on 127.0.0.1; WebSockets go to chat's published port until
-nginx fronts `/ws` (the edge issue), with the token on the upgrade as the contract says.
+Everything goes through nginx on 127.0.0.1, as a client's would: REST to the gateway
+replicas, the WebSocket to the chat replicas, with the token on the upgrade as the
+contract says.
 `Socket` keeps a reader thread that files every frame, so tests wait for frames by
 predicate instead of reading the socket themselves.
 """
@@ -26,8 +27,8 @@ GROUP_VARS: dict[str, Any] = {}
 for _path in sorted((ROOT / "group_vars/all").glob("*.yml")):
     GROUP_VARS.update(yaml.safe_load(_path.read_text()) or {})
 ADDRESS = GROUP_VARS["whatsapp_publish_address"]
-API = f"http://{ADDRESS}:{GROUP_VARS['gateway_port']}/api/v1"
-WS_URL = f"ws://{ADDRESS}:{GROUP_VARS['chat_port']}/ws"
+API = f"http://{ADDRESS}:{GROUP_VARS['nginx_http_port']}/api/v1"
+WS_URL = f"ws://{ADDRESS}:{GROUP_VARS['nginx_http_port']}/ws"
 PASSWORD = "correct horse battery staple"  # noqa: S105 - test accounts only
 
 
