@@ -22,15 +22,24 @@ def mark_stored(conn: psycopg.Connection, message_ids: list[str]) -> list[Row]:
 
 
 def touch_conversations(conn: psycopg.Connection, last_message_at: dict[str, Any]) -> None:
-    with conn.cursor() as cur:
-        cur.executemany(
-            """
-            UPDATE conversations.conversations
-            SET last_message_at = GREATEST(COALESCE(last_message_at, %(at)s), %(at)s)
-            WHERE id = %(id)s
-            """,
-            [{"id": cid, "at": at} for cid, at in last_message_at.items()],
-        )
+    """Move each conversation's last_message_at forward, in one statement.
+
+    Rows that chat holds locked right now (a sender taking the next seq) are skipped: this is
+    best-effort metadata, and waiting on them made chat and the processor queue behind each
+    other once many conversations were busy. A later batch of the same conversation catches up.
+    """
+    ids = list(last_message_at)
+    conn.execute(
+        """
+        UPDATE conversations.conversations c
+        SET last_message_at = GREATEST(COALESCE(c.last_message_at, t.at), t.at)
+        FROM unnest(%(ids)s::uuid[], %(ats)s::timestamptz[]) AS t(id, at)
+        WHERE c.id = t.id
+          AND c.id IN (SELECT id FROM conversations.conversations
+                       WHERE id = ANY(%(ids)s::uuid[]) FOR UPDATE SKIP LOCKED)
+        """,
+        {"ids": ids, "ats": [last_message_at[i] for i in ids]},
+    )
 
 
 def members_by_conversation(conn: psycopg.Connection, conversation_ids: list[str]) -> dict[str, list[str]]:
