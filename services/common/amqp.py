@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from typing import Any
 
 import kombu
@@ -30,6 +32,23 @@ def amqp_connection(url: str, *, timeout: float, heartbeat: int = 30) -> kombu.C
         heartbeat=heartbeat,
         transport_options={"confirm_publish": True, "read_timeout": timeout, "write_timeout": timeout},
     )
+
+
+def wait_keeping_alive(
+    connection: kombu.Connection | None, stopping: threading.Event, seconds: float
+) -> bool:
+    """Sleep `seconds` while a backend is down, sending the broker heartbeats meanwhile so
+    unacknowledged deliveries stay with this consumer; True when stopping."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if stopping.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
+            return True
+        if connection is not None:
+            try:
+                connection.heartbeat_check()
+            except Exception:  # noqa: BLE001 - a lost connection shows at the next ack
+                log.warning("broker heartbeat failed while waiting for a backend")
+    return False
 
 
 class ConfirmedPublisher:

@@ -148,6 +148,13 @@ def describe_errors(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def check_amqp_url(value: str) -> str:
+    """A broker URL, or ValueError (shared by every settings class that has one)."""
+    if not value.startswith(("amqp://", "amqps://")):
+        raise ValueError("must be an amqp:// or amqps:// URL")
+    return value
+
+
 class MessagingSettings(BaseSettings):
     """What the services on the message path add: the message store and the broker."""
 
@@ -170,6 +177,4 @@ class MessagingSettings(BaseSettings):
     @field_validator("rabbitmq_url")
     @classmethod
     def _valid_rabbitmq_url(cls, value: str) -> str:
-        if not value.startswith(("amqp://", "amqps://")):
-            raise ValueError("must be an amqp:// or amqps:// URL")
-        return value
+        return check_amqp_url(value)

@@ -26,7 +26,7 @@ import psycopg_pool
 import pymongo.errors
 import redis
 
-from services.common.amqp import PublishError, amqp_connection
+from services.common.amqp import PublishError, amqp_connection, wait_keeping_alive
 from services.common.mongo import ensure_message_indexes
 from services.message_processor.process import PoisonMessage, QueuedPayload, parse_payload, process_batch
 
@@ -186,22 +186,9 @@ class BatchConsumer:
                 log.warning(
                     "a backend is down (%s: %s); retrying the batch in %.1f s", type(exc).__name__, exc, delay
                 )
-                if self._wait(delay):
+                if wait_keeping_alive(self.connection, self.stopping, delay):
                     raise _Stopping from None
                 delay = min(delay * 2, self.settings.retry_max_delay_seconds)
-
-    def _wait(self, seconds: float) -> bool:
-        """Sleep, keeping the broker connection alive; True when stopping."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.stopping.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
-                return True
-            if self.connection is not None:
-                try:
-                    self.connection.heartbeat_check()
-                except Exception:  # noqa: BLE001 - a lost connection shows at the next ack
-                    log.warning("broker heartbeat failed while waiting for a backend")
-        return False
 
 
 class _Stopping(Exception):

@@ -18,7 +18,7 @@ import kombu
 import psycopg
 import psycopg_pool
 
-from services.common.amqp import amqp_connection
+from services.common.amqp import amqp_connection, wait_keeping_alive
 from services.notification import store
 from services.notification.delivery import deliver_job
 from services.notification.jobs import InvalidJob, parse_job
@@ -95,13 +95,8 @@ class JobConsumer:
                 return store.load_devices(self.ctx.db, user_id)
             except BACKEND_DOWN as exc:
                 log.warning("device list unavailable (%s); retrying in %.1f s", type(exc).__name__, delay)
-                if self.stopping.wait(delay):
+                if wait_keeping_alive(self.connection, self.stopping, delay):
                     return None
-                if self.connection is not None:
-                    try:
-                        self.connection.heartbeat_check()
-                    except Exception:  # noqa: BLE001 - shows at the ack
-                        log.warning("broker heartbeat failed while waiting for PostgreSQL")
                 delay = min(delay * 2, self.settings.retry_max_delay_seconds)
 
 

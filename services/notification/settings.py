@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurv
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from pydantic import Field, field_validator, model_validator
 
-from services.common.config import BaseSettings, SettingsError, env_name, pem_from_env
+from services.common.config import BaseSettings, SettingsError, check_amqp_url, env_name, pem_from_env
 from services.notification.base import AlertStyle
 
 Provider = Literal["fcm", "apns", "webhook", "log"]
@@ -132,9 +132,7 @@ class NotificationSettings(BaseSettings):
     @field_validator("rabbitmq_url")
     @classmethod
     def _valid_rabbitmq_url(cls, value: str) -> str:
-        if not value.startswith(("amqp://", "amqps://")):
-            raise ValueError("must be an amqp:// or amqps:// URL")
-        return value
+        return check_amqp_url(value)
 
     @field_validator("push_ca_file")
     @classmethod
