@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import ROOT, run, tail
+from conftest import ROOT, playbook, run, tail
 
 ROLES = yaml.safe_load((ROOT / "group_vars/all/main.yml").read_text())["whatsapp_roles"]
 SCENARIO_ROLES = [
     r for r in ROLES if (ROOT / "roles" / r / "molecule" / "default" / "molecule.yml").is_file()
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_deployed_stack_running():
+    """Stop a stack deployed on this host before the scenarios (data kept; the e2e layer
+    deploys again). Its containers share the scenarios' names, and its consumers would take
+    the rabbitmq scenario's test messages from the queues (seen in CI: a host whose engine
+    came back with the stack running, restart policy unless-stopped)."""
+    result = playbook("playbooks/stop.yml", log="stop-stack.log", timeout=600)
+    assert result.returncode == 0, f"playbooks/stop.yml failed:\n{tail(result)}"
 
 
 @pytest.mark.docker
