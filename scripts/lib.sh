@@ -18,3 +18,36 @@ die() { printf '%sfail%s %s\n' "$C_RED" "$C_OFF" "$*" >&2; exit 1; }
 # now_s: seconds since the epoch with decimals, for the timing tables.
 now_s() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# run_playbook <playbook> <what it does> [ansible-playbook options...]
+# The operations wrappers' common path: prerequisites (the venv, an inventory that exists),
+# then the playbook with its own progress output, then one clear line and the exit code.
+run_playbook() {
+  local playbook="$1" what="$2"; shift 2
+  local start; start=$(now_s)
+  [ -x "$VENV/bin/ansible-playbook" ] || "$PROJECT_ROOT/scripts/bootstrap.sh"
+  local prev="" arg
+  for arg in "$@"; do
+    if [ "$prev" = "-i" ] && [ ! -e "$arg" ] && [ ! -e "$PROJECT_ROOT/$arg" ]; then
+      die "inventory '$arg' does not exist (try inventories/local or inventories/airgapped)"
+    fi
+    prev="$arg"
+  done
+  info "$what: ansible-playbook $playbook $*"
+  cd "$PROJECT_ROOT"
+  if ansible-playbook "$playbook" "$@"; then
+    ok "$what: done in $(elapsed "$start") s"
+  else
+    local rc=$?
+    die "$what: failed after $(elapsed "$start") s (exit $rc; see the failed task above)"
+  fi
+}
+
+# usage_ops <script> <playbook> <text>: the --help of a wrapper.
+usage_ops() {
+  cat <<USAGE
+usage: scripts/$1 [ansible-playbook options: -i inventories/<name>, -e var=value ...]
+  $3
+  Runs: ansible-playbook $2 (default inventory from ansible.cfg: inventories/local)
+USAGE
+}

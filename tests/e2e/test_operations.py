@@ -1,0 +1,137 @@
+"""Layer 4, end to end: the operations wrappers in scripts/ against the deployed stack
+(health-check, stop/start, logs, scale, the deploy's closing table)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+
+import pytest
+from conftest import ROOT, TEST_INVENTORY, run, tail
+from stack_client import User
+
+pytestmark = pytest.mark.docker
+
+INVENTORY = ["-i", TEST_INVENTORY]
+CHAT_PORT = 8082
+SERVICES = ["user", "chat", "message_processor", "scheduled_jobs", "notification", "gateway"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stack(deployed_stack):
+    assert deployed_stack[0].returncode == 0, "the deploy failed: see the deploy test"
+
+
+def script(name: str, *args: str, timeout: float = 900, log: str | None = None):
+    return run([str(ROOT / "scripts" / name), *args], timeout=timeout, log=log or f"{name}.log")
+
+
+def stack_containers() -> dict[str, dict]:
+    """Every container of the stack by name: docker inspect's State and the role label."""
+    names = subprocess.check_output(
+        ["docker", "ps", "-a", "--filter", "label=com.whatsapp.stack=whatsapp", "--format", "{{.Names}}"],
+        text=True,
+    ).split()
+    data = json.loads(subprocess.check_output(["docker", "inspect", *names]))
+    return {d["Name"].lstrip("/"): d for d in data}
+
+
+def open_sockets(port: int) -> float:
+    """whatsapp_websocket_connections of the chat replica published on port."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    gauge = "whatsapp_websocket_connections"
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(gauge))
+
+
+def table_rows(output: str) -> dict[str, list[str]]:
+    """The container table's rows (NAME IMAGE STATE HEALTH READY ADDRESS) by name."""
+    rows = {}
+    for line in output.splitlines():
+        cells = line.strip().strip('",').split()
+        if cells and cells[0].startswith("whatsapp-") and len(cells) >= 6:
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_health_check_lists_every_container_healthy_and_every_service_ready():
+    result = script("health-check.sh", *INVENTORY)
+    assert result.returncode == 0, tail(result)
+    rows = table_rows(result.stdout)
+    containers = stack_containers()
+    assert set(rows) == set(containers)
+    for name, cells in rows.items():
+        assert cells[2] == "running" and cells[3] == "healthy", cells
+        role = containers[name]["Config"]["Labels"]["com.whatsapp.role"]
+        assert cells[4] == ("yes" if role in SERVICES else "-"), cells
+    assert "every service ready" in result.stdout
+
+
+def test_a_stopped_service_fails_the_health_check_and_start_heals_it():
+    name = "whatsapp-notification"
+    stopped = script("stop.sh", *INVENTORY, "-e", "stop_roles=notification")
+    assert stopped.returncode == 0, tail(stopped)
+    try:
+        assert stack_containers()[name]["State"]["Running"] is False
+        assert stack_containers()["whatsapp-chat"]["State"]["Running"] is True
+        check = script("health-check.sh", *INVENTORY, log="health-check-down.log")
+        assert check.returncode != 0
+        assert f"Not well: {name}" in check.stdout + check.stderr
+        assert table_rows(check.stdout)[name][2] == "exited"
+    finally:
+        started = script("start.sh", *INVENTORY, "-e", "start_roles=notification")
+    assert started.returncode == 0, tail(started)
+    assert stack_containers()[name]["State"]["Health"]["Status"] == "healthy"
+    assert script("health-check.sh", *INVENTORY, log="health-check-again.log").returncode == 0
+
+
+def test_logs_shows_the_last_lines_of_the_named_roles_only():
+    result = script("logs.sh", "-n", "3", "gateway", "--", *INVENTORY)
+    assert result.returncode == 0, tail(result)
+    assert "(item=whatsapp-gateway)" in result.stdout
+    assert "(item=whatsapp-chat)" not in result.stdout
+    bad = script("logs.sh", "-n", "many", log="logs-bad.log")
+    assert bad.returncode != 0 and "whole number" in bad.stderr
+
+
+def test_the_deploy_ends_with_the_container_table():
+    # Plays tagged always (validation, the closing table) are all that an unknown tag runs.
+    result = run(["ansible-playbook", *INVENTORY, "site.yml", "--tags", "summary-only"], log="summary.log")
+    assert result.returncode == 0, tail(result)
+    rows = table_rows(result.stdout)
+    assert set(rows) == set(stack_containers())
+    assert rows["whatsapp-nginx"][5].startswith("127.0.0.1:80->")
+    assert "ADDRESS" in result.stdout and "IMAGE" in result.stdout
+
+
+def test_scale_chat_to_two_replicas_and_back_keeps_messaging_working():
+    alice, bob = User("Alice"), User("Bob")
+    conversation = alice.direct_with(bob)
+    with alice.socket() as a:
+        before = a.send_message(conversation, "before scaling")["message"]
+    up = script("scale.sh", "chat=2", *INVENTORY, log="scale-up.log", timeout=1200)
+    try:
+        assert up.returncode == 0, tail(up)
+        containers = stack_containers()
+        assert containers["whatsapp-chat-2"]["State"]["Health"]["Status"] == "healthy"
+        # nginx balances over both (split by request id): of 12 sockets, some land on each
+        # replica, and a message sent through one reaches the sockets held by the other.
+        sockets = [bob.socket() for _ in range(12)]
+        try:
+            per_replica = [open_sockets(port) for port in (CHAT_PORT, CHAT_PORT + 1)]
+            assert all(n >= 1 for n in per_replica) and sum(per_replica) >= 12, per_replica
+            ack = sockets[0].send_message(conversation, "after scaling")
+            assert ack["type"] == "message.ack", ack
+            sent_id = ack["message"]["id"]
+            for s in sockets:
+                s.wait_for(lambda f: f["type"] == "message.new" and f["message"]["id"] == sent_id)
+        finally:
+            for s in sockets:
+                s.close()
+    finally:
+        down = script("scale.sh", "chat=1", *INVENTORY, log="scale-down.log", timeout=1200)
+    assert down.returncode == 0, tail(down)
+    assert "whatsapp-chat-2" not in stack_containers()
+    assert [m["body"] for m in bob.history(conversation)] == ["before scaling", "after scaling"]
+    assert bob.history(conversation)[0]["id"] == before["id"]
