@@ -1,0 +1,214 @@
+// REST through nginx (same origin) and the session: the access token is refreshed a minute
+// before it expires and once on a 401; every refresh rotates the refresh token (the
+// contract: re-using a spent one revokes the whole family), so refreshes never overlap,
+// not even across tabs (Web Locks where the browser has them).
+
+const API = "/api/v1";
+const STORAGE_KEY = "whatsapp.session";
+const REFRESH_AHEAD_S = 60;
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code || "error";
+  }
+}
+
+/** Seconds since the epoch at which a JWT expires (0 if it cannot be read). */
+export function tokenExpiry(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return Number(JSON.parse(atob(part)).exp) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+async function errorOf(response) {
+  let code = "error";
+  let message = `HTTP ${response.status}`;
+  try {
+    const body = await response.json();
+    if (body && body.error) ({ code, message } = body.error);
+  } catch {
+    // not JSON: keep the status line
+  }
+  if (response.status === 429) {
+    const wait = response.headers.get("Retry-After");
+    if (wait) message += ` (try again in ${wait} s)`;
+  }
+  return new ApiError(response.status, code, message);
+}
+
+export class Session {
+  constructor(storage = globalThis.localStorage) {
+    this.storage = storage;
+    this.data = this._read();
+    this.skewMs = 0; // server clock minus ours, from the Date header
+    this.refreshing = null;
+    this.timer = null;
+    this.onEnded = () => {};
+    // Another tab refreshed or logged out: follow it.
+    globalThis.addEventListener?.("storage", (event) => {
+      if (event.key !== STORAGE_KEY) return;
+      const before = this.data;
+      this.data = this._read();
+      if (before && !this.data) this.onEnded("logged out in another tab");
+      else this._schedule();
+    });
+    this._schedule();
+  }
+
+  get user() {
+    return this.data && this.data.user;
+  }
+
+  get loggedIn() {
+    return Boolean(this.data && this.data.refresh_token);
+  }
+
+  now() {
+    return Date.now() + this.skewMs;
+  }
+
+  _read() {
+    try {
+      return JSON.parse(this.storage.getItem(STORAGE_KEY) || "null");
+    } catch {
+      return null;
+    }
+  }
+
+  _save(data) {
+    this.data = data;
+    if (data) this.storage.setItem(STORAGE_KEY, JSON.stringify(data));
+    else this.storage.removeItem(STORAGE_KEY);
+    this._schedule();
+  }
+
+  _schedule() {
+    clearTimeout(this.timer);
+    if (!this.loggedIn) return;
+    const exp = tokenExpiry(this.data.access_token) * 1000;
+    const delay = Math.max(5_000, exp - this.now() - REFRESH_AHEAD_S * 1000);
+    this.timer = setTimeout(() => this.refresh().catch(() => {}), delay);
+  }
+
+  _adopt(pair, user) {
+    this._save({
+      access_token: pair.access_token,
+      refresh_token: pair.refresh_token,
+      user: user || pair.user || (this.data && this.data.user),
+    });
+  }
+
+  async _fetch(method, path, body, token) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let response;
+    try {
+      response = await fetch(API + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "omit",
+        cache: "no-store",
+      });
+    } catch {
+      throw new ApiError(0, "network", "The server cannot be reached (offline?)");
+    }
+    const date = Date.parse(response.headers.get("Date") || "");
+    if (!Number.isNaN(date)) this.skewMs = date - Date.now();
+    return response;
+  }
+
+  // ---- accounts ----------------------------------------------------------------------------
+
+  async register(phone, password, displayName) {
+    const r = await this._fetch("POST", "/auth/register", { phone, password, display_name: displayName });
+    if (r.status !== 201) throw await errorOf(r);
+    const body = await r.json();
+    this._adopt(body, body.user);
+    return body.user;
+  }
+
+  async login(phone, password) {
+    const r = await this._fetch("POST", "/auth/login", { phone, password });
+    if (!r.ok) throw await errorOf(r);
+    const body = await r.json();
+    this._adopt(body, body.user);
+    if (!this.data.user) this._save({ ...this.data, user: await this.request("GET", "/users/me") });
+    return this.data.user;
+  }
+
+  async logout() {
+    const data = this.data;
+    if (!data) return;
+    try {
+      const token = await this.accessToken().catch(() => data.access_token);
+      await this._fetch("POST", "/auth/logout", { refresh_token: this.data?.refresh_token }, token);
+    } finally {
+      this._save(null);
+    }
+  }
+
+  // ---- tokens ------------------------------------------------------------------------------
+
+  /** An access token valid for at least `minValidS` more seconds (refreshing if needed). */
+  async accessToken(minValidS = 30) {
+    if (!this.loggedIn) throw new ApiError(401, "unauthorized", "Not logged in");
+    const exp = tokenExpiry(this.data.access_token) * 1000;
+    if (exp - this.now() > minValidS * 1000) return this.data.access_token;
+    await this.refresh();
+    return this.data.access_token;
+  }
+
+  /** One refresh at a time (in this tab, and across tabs where Web Locks exist). */
+  refresh() {
+    if (!this.refreshing) {
+      const spent = this.data && this.data.refresh_token;
+      const run = () => this._refresh(spent);
+      const locked = globalThis.navigator?.locks
+        ? globalThis.navigator.locks.request("whatsapp-refresh", run)
+        : run();
+      this.refreshing = locked.finally(() => {
+        this.refreshing = null;
+      });
+    }
+    return this.refreshing;
+  }
+
+  async _refresh(spent) {
+    const stored = this._read();
+    if (stored && stored.refresh_token && stored.refresh_token !== spent) {
+      this.data = stored; // another tab rotated it already
+      this._schedule();
+      return;
+    }
+    if (!spent) throw new ApiError(401, "unauthorized", "Not logged in");
+    const r = await this._fetch("POST", "/auth/refresh", { refresh_token: spent });
+    if (r.status === 401) {
+      this._save(null);
+      this.onEnded("Your session has ended; please log in again.");
+      throw await errorOf(r);
+    }
+    if (!r.ok) throw await errorOf(r);
+    this._adopt(await r.json());
+  }
+
+  // ---- API calls ---------------------------------------------------------------------------
+
+  /** An authenticated call; a 401 refreshes the token once and tries again. */
+  async request(method, path, body) {
+    let r = await this._fetch(method, path, body, await this.accessToken());
+    if (r.status === 401) {
+      await this.refresh();
+      r = await this._fetch(method, path, body, this.data.access_token);
+    }
+    if (!r.ok) throw await errorOf(r);
+    if (r.status === 204) return null;
+    return r.json();
+  }
+}
