@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import ROOT, TEST_INVENTORY, run, tail
 from stack_client import GROUP_VARS, Socket, User
 from websockets.exceptions import ConnectionClosed
 
@@ -267,3 +268,7 @@ def test_no_acknowledged_message_is_lost_across_restarts_and_kills(deployed_stac
         assert not lost, f"{len(lost)} acknowledged messages missing from history: {lost[:10]}"
         seqs = [m["seq"] for m in history]
         assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+
+    # The stack healed itself (restart policy): every container healthy, every service ready.
+    check = run([str(ROOT / "scripts/health-check.sh"), "-i", TEST_INVENTORY], log="health-after-kills.log")
+    assert check.returncode == 0, tail(check)

@@ -22,6 +22,10 @@ BAD_VALUES = [
     ("chat_memory_limit", "64m", "chat_memory_limit"),
     ("message_processor_batch_size", "500", "message_processor_batch_size"),
     ("message_processor_concurrency", "0", "message_processor_concurrency"),
+    ("whatsapp_environment", "prod", "whatsapp_environment"),
+    ("whatsapp_publish_internal_ports", "maybe", "whatsapp_publish_internal_ports"),
+    ("whatsapp_public_roles", "nginx", "whatsapp_public_roles"),
+    ("nginx_publish_address", "everywhere", "nginx_publish_address"),
 ]
 
 
