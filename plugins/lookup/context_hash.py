@@ -18,10 +18,11 @@ name: context_hash
 short_description: Hash of every file's path and content under a folder
 description:
   - Returns the first 12 hex digits of a SHA-256 over the sorted relative paths and
-    contents of the files under each given folder (symlinks followed).
+    contents of the files under each given folder (symlinks followed); for a file, over
+    its name and content.
 options:
   _terms:
-    description: Folders on the controller.
+    description: Folders (or single files) on the controller.
     required: true
 """
 
@@ -29,10 +30,16 @@ DIGITS = 12
 
 
 def tree_hash(folder: str) -> str:
-    """Hash the relative path and content of every file under folder, in sorted order."""
-    if not os.path.isdir(folder):
-        raise AnsibleLookupError(f"context_hash: {folder} is not a folder")
+    """Hash the relative path and content of every file under folder, in sorted order
+    (a single file: its name and content)."""
     digest = hashlib.sha256()
+    if os.path.isfile(folder):
+        digest.update(os.path.basename(folder).encode() + b"\0")
+        with open(folder, "rb") as handle:
+            digest.update(hashlib.sha256(handle.read()).digest())
+        return digest.hexdigest()[:DIGITS]
+    if not os.path.isdir(folder):
+        raise AnsibleLookupError(f"context_hash: {folder} is neither a folder nor a file")
     for root, dirs, files in os.walk(folder, followlinks=True):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):

@@ -52,3 +52,40 @@ def test_redis_is_healthy_and_answers_on_loopback(first_deploy):
         socket_timeout=3,
     )
     assert client.ping() is True
+
+
+def container_ids() -> dict[str, str]:
+    names = subprocess.check_output(
+        ["docker", "ps", "-a", "--filter", "label=com.whatsapp.stack=whatsapp", "--format", "{{.Names}}"],
+        text=True,
+    ).split()
+    return {
+        d["Name"].lstrip("/"): d["Id"]
+        for d in json.loads(subprocess.check_output(["docker", "inspect", *names]))
+    }
+
+
+@pytest.mark.docker
+def test_a_code_change_re_creates_only_that_service(first_deploy):
+    assert first_deploy.returncode == 0
+    before = container_ids()
+    probe = ROOT / "services/notification/_deploy_probe.py"
+    probe.write_text('"""Written by tests/e2e/test_site.py: a code change to one service."""\n')
+    try:
+        changed = run(
+            [str(ROOT / "scripts/deploy.sh"), "-i", TEST_INVENTORY],
+            log="deploy-code-change.log",
+            timeout=2400,
+        )
+    finally:
+        probe.unlink()
+    assert changed.returncode == 0, tail(changed, 120)
+    after = container_ids()
+    assert {name for name in before if after.get(name) != before[name]} == {"whatsapp-notification"}
+    # Back to the committed code: that service's earlier image is still tagged, nothing builds.
+    back = run(
+        [str(ROOT / "scripts/deploy.sh"), "-i", TEST_INVENTORY, "--tags", "notification"],
+        log="deploy-code-back.log",
+    )
+    assert back.returncode == 0, tail(back, 120)
+    assert {name for name in after if container_ids().get(name) != after[name]} == {"whatsapp-notification"}

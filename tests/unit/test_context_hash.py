@@ -47,5 +47,14 @@ def test_bytecode_caches_do_not_count(tmp_path):
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(Exception, match="is not a folder"):
+    with pytest.raises(Exception, match="is neither a folder nor a file"):
         context_hash.tree_hash(str(tmp_path / "nope"))
+
+
+def test_a_single_file_hashes_its_name_and_content(tmp_path):
+    one = make_tree(tmp_path / "a", {"requirements.txt": "flask==3.0\n"}) / "requirements.txt"
+    same = make_tree(tmp_path / "b", {"requirements.txt": "flask==3.0\n"}) / "requirements.txt"
+    other = make_tree(tmp_path / "c", {"requirements.txt": "flask==3.1\n"}) / "requirements.txt"
+    renamed = make_tree(tmp_path / "d", {"constraints.txt": "flask==3.0\n"}) / "constraints.txt"
+    assert context_hash.tree_hash(str(one)) == context_hash.tree_hash(str(same))
+    assert len({context_hash.tree_hash(str(p)) for p in (one, other, renamed)}) == 3
