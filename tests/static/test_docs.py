@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -155,3 +156,22 @@ def test_postman_collection_shape(openapi: dict, collection: dict):
             assert set(schema.get("required", [])) <= set(body), request["url"]["raw"]
         else:
             assert "body" not in request
+
+
+def _mib(size: str) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)([kmg]?)b?", str(size).lower()).groups()
+    return float(number) * {"k": 1 / 1024, "m": 1, "g": 1024, "": 1 / 1024 / 1024}[unit]
+
+
+def test_docker_desktop_guide_states_the_sums_of_the_limits_and_every_port():
+    guide = (ROOT / "docs/deployment/docker-desktop-guide.md").read_text()
+    limits = yaml.safe_load((ROOT / "group_vars/all/limits.yml").read_text())
+    memory = sum(_mib(v) for k, v in limits.items() if k.endswith("_memory_limit"))
+    reserved = sum(_mib(v) for k, v in limits.items() if k.endswith("_memory_reservation"))
+    cpus = sum(float(v) for k, v in limits.items() if k.endswith("_cpus"))
+    assert f"Memory limits add up to **{memory:.0f} MiB**" in guide, "update the guide's memory sum"
+    assert f"reservations to **{reserved:.0f} MiB**" in guide, "update the guide's reservation sum"
+    assert f"CPU limits add up to **{cpus:.2f}** CPUs" in guide, "update the guide's CPU sum"
+    ports = yaml.safe_load((ROOT / "group_vars/all/ports.yml").read_text())
+    for name, port in ports.items():
+        assert re.search(rf"\b{port}\b", guide), f"{name} ({port}) is missing from the guide's ports"
