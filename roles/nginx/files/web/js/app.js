@@ -41,8 +41,13 @@ function timeOf(iso) {
   return sameDay ? hm : `${d.toLocaleDateString([], { day: "numeric", month: "short" })} ${hm}`;
 }
 
+/** A small clock drawn by CSS (pending, disappearing): no emoji font needed. */
+function icon(kind) {
+  return el("span", { class: `icon icon-${kind}`, "aria-hidden": "true" });
+}
+
 const TICKS = {
-  pending: ["\u{1F552}", "Sending"],
+  pending: [null, "Sending"],
   failed: ["!", "Not sent"],
   sent: ["\u2713", "Sent"],
   delivered: ["\u2713\u2713", "Delivered"],
@@ -580,7 +585,7 @@ class App {
     const timer = node.querySelector(".timer");
     timer.hidden = !m.expires_at;
     if (m.expires_at) {
-      timer.textContent = "\u23F1";
+      if (!timer.firstChild) timer.append(icon("timer"));
       timer.title = `Disappears at ${new Date(m.expires_at).toLocaleString()}`;
       timer.setAttribute("aria-label", timer.title);
     }
@@ -589,7 +594,9 @@ class App {
       node.dataset.status = status;
       const tick = node.querySelector(".tick");
       const [glyph, label] = TICKS[status];
-      tick.textContent = deleted ? "" : glyph;
+      if (deleted) tick.replaceChildren();
+      else if (glyph) tick.textContent = glyph;
+      else tick.replaceChildren(icon("clock"));
       tick.setAttribute("aria-label", label);
       tick.title = m.failed ? `${label}: ${m.failed}` : label;
       node.querySelector(".delete").hidden = deleted || !m.id;

@@ -38,7 +38,8 @@ export class Store {
         id: c.id,
         messages: new Map(),
         marks: new Map(), // user_id -> {delivered, read}: the other members' receipts
-        lastSeq: 0, // highest seq known (counted for unread)
+        lastSeq: 0, // highest seq known
+        countedSeq: 0, // the server's unread_count covers messages up to this seq
         readSent: 0, // highest read mark this client sent
         deliveredSent: 0,
         unread: 0,
@@ -57,7 +58,10 @@ export class Store {
       const seq = c.last_message ? c.last_message.seq : 0;
       // The server's count is authoritative for what it has seen; messages this client
       // counted beyond the server's newest stay counted.
-      if (seq >= conv.lastSeq) conv.unread = seq <= conv.readSent ? 0 : c.unread_count;
+      if (seq >= conv.lastSeq) {
+        conv.unread = seq <= conv.readSent ? 0 : c.unread_count;
+        conv.countedSeq = seq;
+      }
       conv.lastSeq = Math.max(conv.lastSeq, seq);
       if (c.last_message && (!conv.last || c.last_message.seq >= (conv.last.seq || 0))) {
         conv.last = c.last_message;
@@ -106,10 +110,10 @@ export class Store {
     }
     if (conv.contiguousTop !== null && msg.seq > conv.contiguousTop) conv.contiguousTop = msg.seq;
     conv.messages.set(msg.id, { ...msg });
-    if (msg.seq > conv.lastSeq) {
-      if (msg.sender_id !== this.me && !reading) conv.unread += 1;
-      conv.lastSeq = msg.seq;
-    }
+    // New to this client (the id was unknown) and not covered by the server's count.
+    const counted = msg.seq <= conv.countedSeq || msg.seq <= conv.readSent;
+    if (msg.sender_id !== this.me && !reading && !counted) conv.unread += 1;
+    if (msg.seq > conv.lastSeq) conv.lastSeq = msg.seq;
     if (!conv.last || msg.seq >= (conv.last.seq || 0)) {
       conv.last = msg;
       conv.activity = msg.created_at;

@@ -1,0 +1,357 @@
+"""Layer 4, end to end: the web client nginx serves at `/`, driven in Debian's Chromium.
+
+Two users in two browsers (one desktop-sized, one phone-sized) register, open a direct
+chat, exchange messages, see their ticks turn to delivered and read and the typing
+indicator; one goes offline (the browser's network cut through the DevTools protocol),
+the other sends several messages, and when the first is back every message is there once,
+in order. Then delete for everyone, a disappearing message, a token refresh and log out /
+log in. Selenium drives /usr/bin/chromium through /usr/bin/chromedriver (both from
+Debian: scripts/test.sh installs them); Selenium Manager is never asked to download.
+
+Screenshots of each step go to .test-logs/web/; WHATSAPP_SAVE_SCREENSHOTS=1 also refreshes
+the README's ones in docs/images/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import LOG_DIR, ROOT
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+from stack_client import ADDRESS, GROUP_VARS, PASSWORD, random_phone
+
+pytestmark = pytest.mark.docker
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BASE_URL = f"http://{ADDRESS}:{GROUP_VARS['nginx_http_port']}/"
+SHOTS = LOG_DIR / "web"
+DOC_IMAGES = ROOT / "docs" / "images"
+WAIT_S = 20.0
+
+# Every message bubble of the open conversation, in page order.
+READ_MESSAGES = """
+return [...document.querySelectorAll('#messages li.msg')].map(li => ({
+  id: li.dataset.id || null,
+  seq: Number(li.dataset.seq || 0),
+  body: li.querySelector('.body').textContent,
+  status: li.dataset.status,
+  mine: li.classList.contains('mine'),
+  disappearing: !li.querySelector('.timer').hidden,
+}));
+"""
+
+
+class Browser:
+    """One user's Chromium with the client open; waits are explicit (WebDriverWait)."""
+
+    def __init__(self, name: str, width: int, height: int, *, phone: bool = False):
+        self.name = name
+        self.phone = random_phone()
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for arg in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--window-size={width},{height}",
+        ):
+            options.add_argument(arg)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        self.driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+        if phone:  # headless windows are 500 px wide at least: a phone's viewport instead
+            self.driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True},
+            )
+        self.driver.get(BASE_URL)
+
+    # ---- helpers -------------------------------------------------------------------------
+    def wait(self, condition: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
+        return WebDriverWait(
+            self.driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+        ).until(lambda _driver: condition(), message=f"{self.name}: {what}")
+
+    def by_id(self, element_id: str):
+        return self.driver.find_element(By.ID, element_id)
+
+    def js(self, script: str, *args: Any) -> Any:
+        return self.driver.execute_script(script, *args)
+
+    def messages(self) -> list[dict[str, Any]]:
+        return self.js(READ_MESSAGES)
+
+    def message(self, body: str) -> dict[str, Any] | None:
+        found = [m for m in self.messages() if m["body"] == body]
+        return found[0] if found else None
+
+    def connection(self) -> str:
+        return self.by_id("connection-status").get_attribute("data-state")
+
+    def shot(self, name: str, doc_name: str | None = None) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        path = SHOTS / f"{name}.png"
+        self.driver.save_screenshot(str(path))
+        if doc_name and os.environ.get("WHATSAPP_SAVE_SCREENSHOTS") == "1":
+            DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, DOC_IMAGES / doc_name)
+
+    def console(self) -> list[dict[str, Any]]:
+        try:
+            return self.driver.get_log("browser")
+        except WebDriverException:
+            return []
+
+    # ---- what a user does ------------------------------------------------------------------
+    def register(self) -> None:
+        self.by_id("show-register").click()
+        self.by_id("register-name").send_keys(self.name)
+        self.by_id("register-phone").send_keys(self.phone)
+        self.by_id("register-password").send_keys(PASSWORD)
+        self.by_id("register-button").click()
+        self.wait(lambda: self.connection() == "online", "the socket is online after registering")
+        assert self.by_id("me-name").text == self.name
+
+    def log_in(self) -> None:
+        self.by_id("login-phone").send_keys(self.phone)
+        self.by_id("login-password").send_keys(PASSWORD + Keys.ENTER)
+        self.wait(lambda: self.connection() == "online", "the socket is online after logging in")
+
+    def start_direct_chat(self, phone: str) -> None:
+        self.by_id("new-chat-button").click()
+        self.by_id("new-chat-phone").send_keys(phone + Keys.ENTER)
+        self.wait(lambda: self.by_id("chat-body").is_displayed(), "the new conversation opens")
+
+    def list_entry(self, title: str) -> dict[str, Any] | None:
+        """The conversation list's entry with this title (read in one go: the list re-renders)."""
+        return self.js(
+            """
+            const item = [...document.querySelectorAll('#conversation-list .conv')]
+              .find(b => b.querySelector('.name').textContent === arguments[0]);
+            if (!item) return null;
+            const unread = item.querySelector('.unread');
+            return {id: item.dataset.id, last: item.querySelector('.last').textContent,
+                    unread: unread ? Number(unread.textContent) : 0};
+            """,
+            title,
+        )
+
+    def open_conversation(self, title: str) -> None:
+        entry = self.wait(lambda: self.list_entry(title), f"{title} in the conversation list")
+        self.driver.find_element(By.CSS_SELECTOR, f'.conv[data-id="{entry["id"]}"]').click()
+        self.wait(lambda: self.by_id("chat-title").text == title, f"the conversation with {title} opens")
+
+    def type(self, text: str) -> None:
+        self.by_id("message-input").send_keys(text)
+
+    def send(self, text: str) -> None:
+        self.type(text + Keys.ENTER)
+
+    def set_offline(self, offline: bool) -> None:
+        """The browser's network cut or back (DevTools protocol, like the Network panel)."""
+        self.driver.execute_cdp_cmd("Network.enable", {})
+        self.driver.execute_cdp_cmd(
+            "Network.emulateNetworkConditions",
+            {"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
+
+    def quit(self) -> None:
+        self.driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browsers(deployed_stack) -> Iterator[tuple[Browser, Browser]]:
+    assert deployed_stack[0].returncode == 0, "the deploy failed: see the deploy test"
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        assert binary.is_file(), f"{binary} is missing: apt-get install chromium chromium-driver"
+    assert requests.get(BASE_URL + "health", timeout=5).status_code == 200
+    alice = Browser("Alice", 1280, 800)
+    bob = Browser("Bob", 390, 844, phone=True)
+    try:
+        yield alice, bob
+    finally:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        for b in (alice, bob):
+            try:
+                b.shot(f"{b.name.lower()}-last")
+                (SHOTS / f"{b.name.lower()}-console.json").write_text(json.dumps(b.console(), indent=1))
+            finally:
+                b.quit()
+
+
+def test_static_files_and_headers_of_the_client():
+    """The page, its modules and stylesheet come from nginx with the CSP that keeps them in."""
+    page = requests.get(BASE_URL, timeout=5)
+    assert page.status_code == 200 and '<script type="module" src="/js/app.js">' in page.text
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "connect-src 'self'" in csp
+    for path, kind in (("js/app.js", "javascript"), ("js/store.js", "javascript"), ("css/app.css", "css")):
+        answer = requests.get(BASE_URL + path, timeout=5)
+        assert answer.status_code == 200 and kind in answer.headers["Content-Type"], path
+
+
+def test_two_users_chat_in_two_browsers(browsers):  # noqa: PLR0915 - one story, step by step
+    alice, bob = browsers
+    alice.wait(lambda: alice.by_id("login-form").is_displayed(), "the login form shows")
+    alice.shot("01-login", "web-login.png")
+
+    alice.register()
+    bob.register()
+
+    # Alice starts a direct chat by Bob's number and writes first.
+    alice.start_direct_chat(bob.phone)
+    assert alice.by_id("chat-title").text == "Bob"
+    alice.send("Hello Bob")
+    alice.wait(
+        lambda: (alice.message("Hello Bob") or {}).get("seq") == 1, "the first message is acked (seq 1)"
+    )
+    # Bob's client reports it delivered without opening the chat: two ticks for Alice.
+    alice.wait(
+        lambda: alice.message("Hello Bob")["status"] == "delivered", "Hello Bob turns delivered", timeout=30
+    )
+
+    # Bob's list: the conversation, its last message and one unread.
+    bob.wait(
+        lambda: (bob.list_entry("Alice") or {}).get("last") == "Hello Bob",
+        "Bob's list shows the last message",
+    )
+    assert bob.list_entry("Alice")["unread"] == 1
+    bob.shot("02-conversation-list", "web-conversation-list.png")
+
+    bob.open_conversation("Alice")
+    bob.wait(lambda: bob.message("Hello Bob") is not None, "Bob sees Hello Bob")
+    assert bob.js("return document.body.dataset.view") == "chat"  # phone width: the list is hidden
+    assert not bob.by_id("conversation-list").is_displayed()
+    alice.wait(lambda: alice.message("Hello Bob")["status"] == "read", "Hello Bob turns read")
+    alice.wait(lambda: alice.by_id("chat-status").text == "online", "Alice sees Bob online")
+
+    # Typing: Bob types, Alice sees the indicator; sending clears it.
+    bob.type("Hi Alice, ")
+    alice.wait(lambda: alice.by_id("typing-indicator").is_displayed(), "Alice sees Bob typing")
+    assert "typing" in alice.by_id("typing-indicator").text
+    bob.send("nice to see you")
+    alice.wait(lambda: alice.message("Hi Alice, nice to see you") is not None, "Alice gets Bob's reply")
+    alice.wait(lambda: not alice.by_id("typing-indicator").is_displayed(), "the indicator goes away")
+    bob.wait(lambda: bob.message("Hi Alice, nice to see you")["status"] == "read", "Bob's reply turns read")
+    bob.shot("03-conversation-phone", "web-conversation-phone.png")
+
+    # Bob loses the network; Alice goes on writing.
+    bob.set_offline(True)
+    bob.wait(lambda: bob.connection() == "offline", "Bob's client notices it is offline")
+    away = [f"while you were away {n}" for n in range(1, 7)]
+    for body in away:
+        alice.send(body)
+    alice.wait(
+        lambda: all((alice.message(b) or {}).get("status") == "sent" for b in away),
+        "Alice's messages are acked (one tick: Bob cannot have them)",
+    )
+    assert not any(bob.message(b) for b in away), "an offline browser showed new messages"
+    bob.shot("04-offline")
+
+    # Bob is back: every message once, in order, no gap; Alice sees them read.
+    bob.set_offline(False)
+    bob.wait(lambda: bob.connection() == "online", "Bob's client reconnects by itself", timeout=30)
+    bob.wait(lambda: all(bob.message(b) for b in away), "Bob catches up", timeout=30)
+    shown = bob.messages()
+    bodies = [m["body"] for m in shown]
+    assert bodies == ["Hello Bob", "Hi Alice, nice to see you", *away], bodies
+    assert [m["seq"] for m in shown] == list(range(1, len(shown) + 1))
+    assert len({m["id"] for m in shown}) == len(shown)
+    alice.wait(lambda: all(alice.message(b)["status"] == "read" for b in away), "Alice's ticks turn read")
+
+    # Delete for everyone: Bob's copy loses its text.
+    victim = alice.message(away[2])["id"]
+    alice.driver.find_element(By.CSS_SELECTOR, f'li.msg[data-id="{victim}"] button.delete').click()
+    alice.wait(lambda: alice.by_id("delete-dialog").is_displayed(), "the delete dialog opens")
+    alice.by_id("delete-confirm").click()
+    bob.wait(
+        lambda: any(m["id"] == victim and m["body"] == "This message was deleted" for m in bob.messages()),
+        "Bob sees the message deleted",
+    )
+    assert bob.message(away[2]) is None
+
+    # A disappearing message: shown with its timer on both sides, then gone from both.
+    alice.driver.find_element(By.CSS_SELECTOR, '#ttl-select option[value="10"]').click()
+    alice.send("this one vanishes")
+    bob.wait(lambda: (bob.message("this one vanishes") or {}).get("disappearing"), "Bob gets the timed one")
+    assert alice.message("this one vanishes")["disappearing"]
+    alice.wait(lambda: (alice.message("this one vanishes") or {}).get("status") == "read", "it is read")
+    alice.shot("05-conversation", "web-conversation.png")
+    bob.wait(lambda: bob.message("this one vanishes") is None, "it disappears for Bob", timeout=30)
+    alice.wait(lambda: alice.message("this one vanishes") is None, "it disappears for Alice", timeout=30)
+
+    # A group by its members' numbers; on a phone, back to the list and into the group.
+    alice.by_id("new-group-button").click()
+    alice.by_id("new-group-name").send_keys("Team")
+    alice.by_id("new-group-phones").send_keys(bob.phone)
+    alice.by_id("new-group-create").click()
+    alice.wait(lambda: alice.by_id("chat-title").text == "Team", "the new group opens")
+    assert alice.by_id("ttl-select").get_attribute("value") == ""  # the timer was per chat
+    alice.send("hello team")
+    bob.by_id("back-button").click()
+    bob.wait(lambda: bob.by_id("conversation-list").is_displayed(), "Bob is back on the list")
+    bob.wait(
+        lambda: (bob.list_entry("Team") or {}).get("last") == "Alice: hello team", "the group in Bob's list"
+    )
+    assert bob.list_entry("Team")["unread"] == 1
+    bob.open_conversation("Team")
+    bob.wait(lambda: bob.message("hello team") is not None, "Bob reads the group")
+    assert bob.driver.find_element(By.CSS_SELECTOR, "#messages li.msg .sender").text == "Alice"
+    alice.wait(lambda: alice.message("hello team")["status"] == "read", "the group message turns read")
+
+    # A stale access token: the client refreshes (rotating the refresh token) and goes on.
+    before = json.loads(bob.js("return localStorage.getItem('whatsapp.session')"))
+    bob.js(
+        "const s = JSON.parse(localStorage.getItem('whatsapp.session'));"
+        "s.access_token = 'stale.token.here'; localStorage.setItem('whatsapp.session', JSON.stringify(s));"
+    )
+    bob.driver.refresh()
+    bob.wait(lambda: bob.connection() == "online", "Bob is online again with a refreshed token")
+    after = json.loads(bob.js("return localStorage.getItem('whatsapp.session')"))
+    assert after["refresh_token"] != before["refresh_token"]
+    assert after["access_token"] != "stale.token.here"  # noqa: S105 - the planted stale value
+    spent = requests.post(
+        BASE_URL + "api/v1/auth/refresh", json={"refresh_token": before["refresh_token"]}, timeout=10
+    )
+    assert spent.status_code == 401  # a spent refresh token is refused...
+
+    # ...and its whole family revoked: Bob's next refresh fails and the client says so.
+    bob.js(
+        "const s = JSON.parse(localStorage.getItem('whatsapp.session'));"
+        "s.access_token = 'stale.token.here'; localStorage.setItem('whatsapp.session', JSON.stringify(s));"
+    )
+    bob.driver.refresh()
+    bob.wait(lambda: bob.by_id("login-form").is_displayed(), "the revoked session ends on the login form")
+    assert "session has ended" in bob.by_id("auth-error").text
+    bob.log_in()
+    bob.wait(lambda: bob.list_entry("Alice") is not None, "the conversations are back after logging in")
+    assert bob.list_entry("Team") is not None
+
+    # Log out: the refresh token is revoked on the server and forgotten here.
+    kept = json.loads(bob.js("return localStorage.getItem('whatsapp.session')"))
+    bob.by_id("logout-button").click()
+    bob.wait(lambda: bob.by_id("login-form").is_displayed(), "the login form after logging out")
+    assert bob.js("return localStorage.getItem('whatsapp.session')") is None
+    reused = requests.post(
+        BASE_URL + "api/v1/auth/refresh", json={"refresh_token": kept["refresh_token"]}, timeout=10
+    )
+    assert reused.status_code == 401
+
+    severe = [e for b in browsers for e in b.console() if e.get("level") == "SEVERE"]
+    # The only errors allowed: the refused refresh and the socket of the revoked session.
+    unexpected = [e for e in severe if "401" not in e.get("message", "") and "/ws" not in e["message"]]
+    assert unexpected == [], unexpected
