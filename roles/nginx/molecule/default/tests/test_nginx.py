@@ -1,6 +1,6 @@
 """Verify the nginx role: container, health, the ports, TLS with HSTS and the redirect,
 security headers, request ids, the contract's error shape for what nginx answers itself
-(413, 429, 503), /metrics never exposed, and a config change applied by a reload."""
+(400, 405, 413, 429, 503), /metrics never exposed, and a config change applied by a reload."""
 
 from __future__ import annotations
 
@@ -72,6 +72,17 @@ def test_an_oversized_body_is_413_in_the_contract_shape():
     answer = requests.post(HTTPS + "/api/v1/users", data=b"x" * (65 * 1024), verify=False, timeout=10)  # noqa: S501
     assert answer.status_code == 413
     assert answer.json()["error"]["code"] == "payload_too_large"
+
+
+def test_trace_and_malformed_requests_get_the_contract_shape():
+    trace = requests.request("TRACE", HTTPS + "/api/v1/users/me", verify=False, timeout=10)  # noqa: S501
+    assert trace.status_code == 405
+    assert trace.json()["error"]["code"] == "method_not_allowed"
+    assert trace.headers["X-Request-ID"]
+    # A Host header with a space is malformed HTTP: nginx answers 400 itself.
+    bad = requests.get(HTTPS + "/health", headers={"Host": "a b"}, verify=False, timeout=10)  # noqa: S501
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "validation_error"
 
 
 def test_auth_endpoints_are_rate_limited_with_retry_after():
