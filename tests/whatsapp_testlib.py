@@ -48,7 +48,8 @@ def assert_standard_container(host, spec: dict[str, Any], restart_policy: str) -
     user = data["Config"]["User"]
     assert user and user.split(":")[0] not in ("0", "root"), f"runs as {user!r}"
     for key, value in spec.get("labels", {}).items():
-        assert data["Config"]["Labels"].get(key) == value
+        # Docker keeps every label as a string (a port label is an int in the spec).
+        assert data["Config"]["Labels"].get(key) == str(value), key
     return data
 
 

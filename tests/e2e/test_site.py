@@ -89,3 +89,17 @@ def test_a_code_change_re_creates_only_that_service(first_deploy):
     )
     assert back.returncode == 0, tail(back, 120)
     assert {name for name in after if container_ids().get(name) != after[name]} == {"whatsapp-notification"}
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("role", ["grafana", "elasticsearch", "logstash", "kibana"])
+def test_registry_only_roles_say_why_they_are_skipped_and_create_nothing(first_deploy, role):
+    if first_deploy.args == ["(deployed by hand)"]:
+        output = run(
+            ["ansible-playbook", "-i", TEST_INVENTORY, "site.yml", "--tags", role], log=f"skip-{role}.log"
+        ).stdout
+    else:
+        output = first_deploy.stdout
+    assert f"{role}: no registry answers and Debian does not package it; skipped: no registry" in output
+    names = subprocess.check_output(["docker", "ps", "-a", "--format", "{{.Names}}"], text=True).split()
+    assert GROUP_VARS[f"{role}_container_name"] not in names
