@@ -1,0 +1,130 @@
+"""Layer 5: inventories/remote over real SSH.
+
+An sshd on 127.0.0.1 (a port and a key made here) stands for the remote Docker host; the
+playbook connects through it with the host's own Python, as on a real remote machine.
+Deploys the Docker host and two parts (redis, nginx) with the remote inventory's settings:
+only nginx is published. Runs after the no-loss test and before the teardown (it re-creates
+redis without its published port)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+from conftest import ROOT, recap, run, tail
+
+pytestmark = pytest.mark.docker
+
+SSH_PORT = 2222
+SECRETS = ROOT / "inventories/airgapped/group_vars/whatsapp/secrets.yml"
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """An sshd on 127.0.0.1:SSH_PORT that accepts root with a key made for this test."""
+    if not shutil.which("sshd") and not os.path.exists("/usr/sbin/sshd"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", RUNLEVEL="1")
+        # policy-rc.d keeps Debian's own ssh service from starting on port 22.
+        policy = "/usr/sbin/policy-rc.d"
+        added = not os.path.exists(policy)
+        if added:
+            with open(policy, "w") as handle:
+                handle.write("#!/bin/sh\nexit 101\n")
+            os.chmod(policy, 0o755)  # noqa: S103 (invoke-rc.d runs it)
+        try:
+            subprocess.run(["apt-get", "install", "-y", "-qq", "openssh-server"], check=True, env=env)
+        finally:
+            if added:
+                os.unlink(policy)
+    work = tmp_path_factory.mktemp("sshd")
+    key = work / "id_ed25519"
+    host_key = work / "host_ed25519"
+    for path in (key, host_key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    authorized = work / "authorized_keys"
+    authorized.write_text((work / "id_ed25519.pub").read_text())
+    authorized.chmod(0o600)
+    os.makedirs("/run/sshd", exist_ok=True)
+    config = work / "sshd_config"
+    config.write_text(
+        f"ListenAddress 127.0.0.1\nPort {SSH_PORT}\nHostKey {host_key}\nPermitRootLogin prohibit-password\n"
+        f"AuthorizedKeysFile {authorized}\nPasswordAuthentication no\nStrictModes no\nUsePAM no\n"
+        f"PidFile {work}/sshd.pid\n"
+    )
+    daemon = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 20
+    probe = [
+        "ssh",
+        "-i",
+        str(key),
+        "-p",
+        str(SSH_PORT),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        f"UserKnownHostsFile={work}/known_hosts",
+        "-o",
+        "BatchMode=yes",
+        "root@127.0.0.1",
+        "true",
+    ]
+    while subprocess.run(probe, capture_output=True, check=False).returncode != 0:
+        assert daemon.poll() is None, daemon.stderr.read()
+        assert time.monotonic() < deadline, "sshd did not accept the key in 20 s"
+        time.sleep(0.5)
+    yield {"key": str(key), "known_hosts": f"{work}/known_hosts"}
+    daemon.terminate()
+    daemon.wait(timeout=10)
+
+
+def remote(sshd, *args: str, log: str):
+    env = {
+        "WHATSAPP_REMOTE_HOST": "127.0.0.1",
+        "WHATSAPP_REMOTE_PORT": str(SSH_PORT),
+        "WHATSAPP_REMOTE_USER": "root",
+        "WHATSAPP_REMOTE_KEY": sshd["key"],
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_SSH_ARGS": (
+            f"-o UserKnownHostsFile={sshd['known_hosts']} -o ControlMaster=auto -o ControlPersist=60s"
+        ),
+    }
+    # The inventory's secrets would come from its vault; the test lends it the development ones.
+    # nginx stays on loopback here (the machine's rule), where a real remote host uses 0.0.0.0.
+    command = [
+        "ansible-playbook",
+        "-i",
+        str(ROOT / "inventories/remote"),
+        "-e",
+        f"@{SECRETS}",
+        "-e",
+        "nginx_publish_address=127.0.0.1",
+        *args,
+    ]
+    return run(command, log=log, timeout=1200, extra_env=env)
+
+
+def test_remote_inventory_deploys_over_ssh_and_publishes_only_nginx(deployed_stack, sshd):
+    assert deployed_stack[0].returncode == 0
+    result = remote(sshd, "site.yml", "--tags", "docker_host,redis,nginx", log="remote-deploy.log")
+    assert result.returncode == 0, tail(result, 120)
+    assert recap(result.stdout)["whatsapp-remote"]["failed"] == 0
+    # It really went through SSH: the connection plugin and the host's own interpreter.
+    assert (
+        "ESTABLISH SSH CONNECTION"
+        in remote(sshd, "playbooks/health_check.yml", "-vvv", log="remote-health.log").stdout
+    )
+    redis, nginx = (
+        json.loads(subprocess.check_output(["docker", "inspect", name]))[0]
+        for name in ("whatsapp-redis", "whatsapp-nginx")
+    )
+    assert redis["HostConfig"]["PortBindings"] in ({}, None)
+    assert redis["State"]["Health"]["Status"] == "healthy"
+    assert nginx["HostConfig"]["PortBindings"]["8080/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "80"}]
+    # The closing table came back over SSH too.
+    assert "whatsapp-redis" in result.stdout and "ADDRESS" in result.stdout
