@@ -36,6 +36,7 @@ def sshd(tmp_path_factory):
                 handle.write("#!/bin/sh\nexit 101\n")
             os.chmod(policy, 0o755)  # noqa: S103 (invoke-rc.d runs it)
         try:
+            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
             subprocess.run(["apt-get", "install", "-y", "-qq", "openssh-server"], check=True, env=env)
         finally:
             if added:
