@@ -4,9 +4,7 @@ nothing, and fail naming `<role>_required` when the inventory demands them."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-from pathlib import Path
 
 import whatsapp_testlib as lib
 
@@ -15,28 +13,7 @@ SKIP_REASON = "skipped: no registry"
 
 def converge(*extra_args: str) -> subprocess.CompletedProcess[str]:
     """Run the scenario's converge playbook once more, whatever its outcome."""
-    project_role = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    env = dict(
-        os.environ,
-        ANSIBLE_ROLES_PATH=str(project_role.parent),
-        ANSIBLE_LOOKUP_PLUGINS=str(project_role.parent.parent / "plugins" / "lookup"),
-        ANSIBLE_FILTER_PLUGINS=str(project_role.parent.parent / "plugins" / "filter"),
-        ANSIBLE_NOCOLOR="1",
-    )
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"),
-            str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"),
-            *extra_args,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return lib.converge(*extra_args, timeout=300)
 
 
 def container_exists(host, name: str) -> bool:

@@ -85,17 +85,18 @@ def host_addresses() -> list[str]:
     return sorted(addrs)
 
 
-def converge_again(*extra_args: str) -> str:
-    """Run the scenario's converge playbook again (the role re-creates what is missing);
-    `extra_args` go to ansible-playbook (e.g. "-e", "x=1"). Returns its output."""
+def converge(*extra_args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run the scenario's converge playbook once more, whatever its outcome; `extra_args`
+    go to ansible-playbook (e.g. "-e", "x=1")."""
     project_role = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
     env = dict(
         os.environ,
         ANSIBLE_ROLES_PATH=str(project_role.parent),
         ANSIBLE_LOOKUP_PLUGINS=str(project_role.parent.parent / "plugins" / "lookup"),
         ANSIBLE_FILTER_PLUGINS=str(project_role.parent.parent / "plugins" / "filter"),
+        ANSIBLE_NOCOLOR="1",
     )
-    result = subprocess.run(
+    return subprocess.run(
         [
             "ansible-playbook",
             "-i",
@@ -106,9 +107,15 @@ def converge_again(*extra_args: str) -> str:
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
         check=False,
     )
+
+
+def converge_again(*extra_args: str) -> str:
+    """Run the scenario's converge playbook again (the role re-creates what is missing) and
+    require it to succeed. Returns its output."""
+    result = converge(*extra_args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     return result.stdout
 

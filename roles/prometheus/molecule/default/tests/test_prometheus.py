@@ -7,7 +7,6 @@ a reload (the container is not restarted)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -59,31 +58,9 @@ def scrape_url(job: dict, target: str) -> str:
 
 
 def converge(*extra_args: str) -> subprocess.CompletedProcess[str]:
-    """The scenario's converge playbook again, with extra ansible-playbook arguments; unlike
-    lib.converge_again it returns a failed run too (for the refused-value test)."""
-    project_role = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    env = dict(
-        os.environ,
-        ANSIBLE_ROLES_PATH=str(project_role.parent),
-        ANSIBLE_LOOKUP_PLUGINS=str(project_role.parent.parent / "plugins" / "lookup"),
-        ANSIBLE_FILTER_PLUGINS=str(project_role.parent.parent / "plugins" / "filter"),
-        ANSIBLE_NOCOLOR="1",
-    )
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"),
-            str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"),
-            *ROLE_ONLY,
-            *extra_args,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    """The scenario's converge playbook again (this role only), with extra ansible-playbook
+    arguments; unlike lib.converge_again it returns a failed run too (for the refused-value test)."""
+    return lib.converge(*ROLE_ONLY, *extra_args, timeout=600)
 
 
 def test_prometheus_follows_the_spec(host):
