@@ -1,0 +1,107 @@
+"""Layer 4, end to end: development mode (-e whatsapp_dev_mode=true) on the deployed stack.
+
+The user service is switched to development mode with the README's deploy command and a
+tag: it must run this checkout's services/ (mounted read-only) under gunicorn --reload at
+DEBUG; a code change must reload the worker without a new image or a new container, and a
+deploy after the change must change nothing. The service is switched back at the end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from conftest import ROOT, TEST_INVENTORY, recap, run, tail
+
+pytestmark = pytest.mark.docker
+
+CONTAINER = "whatsapp-user"
+PROBE_FILE = ROOT / "services" / "user" / "__init__.py"
+
+
+def deploy(*extra: str, log: str):
+    return run(
+        [str(ROOT / "scripts/deploy.sh"), "-i", TEST_INVENTORY, "--tags", "user", *extra],
+        log=log,
+        timeout=900,
+    )
+
+
+def inspect() -> dict:
+    return json.loads(subprocess.check_output(["docker", "inspect", CONTAINER]))[0]
+
+
+def ready() -> bool:
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:8081/ready", timeout=3) as response:  # noqa: S310
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def dev_mode(deployed_stack):
+    assert deployed_stack[0].returncode == 0, "the deploy failed: see the deploy test"
+    result = deploy("-e", "whatsapp_dev_mode=true", log="dev-mode-on.log")
+    assert result.returncode == 0, tail(result)
+    yield result
+    back = deploy(log="dev-mode-off.log")
+    assert back.returncode == 0, tail(back)
+    container = inspect()
+    assert "--reload" not in container["Config"]["Cmd"], "the user service stayed in development mode"
+    assert not [m for m in container["Mounts"] if m["Destination"] == "/app/services"]
+
+
+def test_dev_mode_runs_the_checkout_with_reload_and_debug_logging(dev_mode):
+    container = inspect()
+    mounts = {m["Destination"]: m for m in container["Mounts"]}
+    assert mounts["/app/services"]["Source"] == str(ROOT / "services")
+    assert mounts["/app/services"]["RW"] is False
+    assert container["Config"]["Cmd"][:2] == ["gunicorn", "--reload"]
+    assert "WHATSAPP_LOG_LEVEL=DEBUG" in container["Config"]["Env"]
+    assert container["Config"]["Image"].startswith("whatsapp/service:dev-")
+    assert container["Config"]["Labels"]["com.whatsapp.dev-mode"] == "true"
+
+
+def test_a_code_change_reloads_without_a_new_image_or_container(dev_mode):
+    before = inspect()
+    original = PROBE_FILE.read_text()
+    try:
+        PROBE_FILE.write_text(original + "# development mode probe: this line is removed by the test\n")
+        deadline = time.monotonic() + 60
+        logs = ""
+        while time.monotonic() < deadline:
+            logs = subprocess.run(
+                ["docker", "logs", "--since", before["State"]["StartedAt"], CONTAINER],
+                capture_output=True, text=True, check=True,
+            ).stderr
+            if "Worker reloading: /app/services/user/__init__.py modified" in logs:
+                break
+            time.sleep(1)
+        assert "Worker reloading: /app/services/user/__init__.py modified" in logs, logs[-2000:]
+        deadline = time.monotonic() + 30
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(1)
+        assert ready(), "the reloaded user service does not answer /ready"
+
+        again = deploy("-e", "whatsapp_dev_mode=true", log="dev-mode-again.log")
+        assert again.returncode == 0, tail(again)
+        assert recap(again.stdout)["localhost"]["changed"] == 0, "a code change in development mode changed the deploy"
+    finally:
+        PROBE_FILE.write_text(original)
+    after = inspect()
+    assert after["Id"] == before["Id"], "the container was re-created"
+    assert after["Image"] == before["Image"], "a new image was built"
+    assert after["RestartCount"] == 0
+
+
+def test_dev_mode_is_refused_outside_development():
+    result = run(
+        ["ansible-playbook", "-i", TEST_INVENTORY, "playbooks/validate.yml",
+         "-e", "whatsapp_dev_mode=true", "-e", "whatsapp_environment=staging"],
+        log="dev-mode-refused.log",
+    )
+    assert result.returncode != 0
+    assert "whatsapp_dev_mode must be true or false" in result.stdout, tail(result)
