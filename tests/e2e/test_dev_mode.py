@@ -75,7 +75,9 @@ def test_a_code_change_reloads_without_a_new_image_or_container(dev_mode):
         while time.monotonic() < deadline:
             logs = subprocess.run(
                 ["docker", "logs", "--since", before["State"]["StartedAt"], CONTAINER],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stderr
             if "Worker reloading: /app/services/user/__init__.py modified" in logs:
                 break
@@ -88,7 +90,8 @@ def test_a_code_change_reloads_without_a_new_image_or_container(dev_mode):
 
         again = deploy("-e", "whatsapp_dev_mode=true", log="dev-mode-again.log")
         assert again.returncode == 0, tail(again)
-        assert recap(again.stdout)["localhost"]["changed"] == 0, "a code change in development mode changed the deploy"
+        changed = recap(again.stdout)["localhost"]["changed"]
+        assert changed == 0, "a code change in development mode changed the deploy"
     finally:
         PROBE_FILE.write_text(original)
     after = inspect()
@@ -99,8 +102,16 @@ def test_a_code_change_reloads_without_a_new_image_or_container(dev_mode):
 
 def test_dev_mode_is_refused_outside_development():
     result = run(
-        ["ansible-playbook", "-i", TEST_INVENTORY, "playbooks/validate.yml",
-         "-e", "whatsapp_dev_mode=true", "-e", "whatsapp_environment=staging"],
+        [
+            "ansible-playbook",
+            "-i",
+            TEST_INVENTORY,
+            "playbooks/validate.yml",
+            "-e",
+            "whatsapp_dev_mode=true",
+            "-e",
+            "whatsapp_environment=staging",
+        ],
         log="dev-mode-refused.log",
     )
     assert result.returncode != 0

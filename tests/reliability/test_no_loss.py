@@ -6,7 +6,9 @@ each keeps re-sending a message with the same client_msg_id until it is acknowle
 a real client does. A receiver keeps a socket open (reconnecting when it drops) and
 reports what it got with delivered receipts. Meanwhile each of chat, message_processor,
 rabbitmq, mongodb and redis is restarted (`docker restart`), then killed (SIGKILL of its
-main process from the host; the restart policy brings it back). At the end every
+main process from the host; the restart policy brings it back); every other container of
+the stack (nginx, postgres, user, gateway, notification, scheduled_jobs, prometheus and
+its exporters) is killed once. At the end every
 acknowledged message must have reached the receiver exactly once after de-duplication by
 id, in seq order per conversation, and be in the history.
 """
@@ -37,6 +39,9 @@ CONTAINERS = [
     GROUP_VARS["mongodb_container_name"],
     GROUP_VARS["redis_container_name"],
 ]
+# Every other container of the stack (nginx, postgres, user, gateway, notification,
+# scheduled_jobs, prometheus and its exporters) is killed once (SIGKILL, the harsher case).
+KILL_ONLY_ROLES = [role for role in GROUP_VARS["whatsapp_roles"] if role != "docker_host"]
 SEND_INTERVAL = 0.05  # each sender: ~20 messages/s
 SETTLE_SECONDS = 6  # traffic before and after each disruption
 
@@ -64,6 +69,24 @@ def wait_healthy(name: str, timeout: float = 180) -> float:
             return time.monotonic() - started
         time.sleep(0.5)
     raise AssertionError(f"{name} not healthy after {timeout} s: {container_health(name)}")
+
+
+def other_containers() -> list[str]:
+    """The stack's running containers beyond CONTAINERS, in deploy order (by role label)."""
+    out = subprocess.check_output(
+        [
+            "docker",
+            "ps",
+            "--filter",
+            "label=com.whatsapp.stack=whatsapp",
+            "--format",
+            '{{.Names}} {{.Label "com.whatsapp.role"}}',
+        ],
+        text=True,
+    )
+    found = [line.split() for line in out.splitlines() if len(line.split()) == 2]
+    found = [(name, role) for name, role in found if role in KILL_ONLY_ROLES and name not in CONTAINERS]
+    return [name for name, role in sorted(found, key=lambda nr: (KILL_ONLY_ROLES.index(nr[1]), nr[0]))]
 
 
 def kill_main_process(name: str) -> None:
@@ -193,21 +216,22 @@ class Receiver(threading.Thread):
 def disrupt_each_container(senders: list[Sender], stop: threading.Event) -> list[tuple]:
     """Restart, then kill, each container in turn under traffic; print and return a timeline."""
     timeline = []
+    plan = [(name, how) for name in CONTAINERS for how in ("restart", "kill")]
+    plan += [(name, "kill") for name in other_containers()]
     try:
         time.sleep(SETTLE_SECONDS)
-        for name in CONTAINERS:
-            for how in ("restart", "kill"):
-                before = sum(len(s.acked) for s in senders)
-                started = time.monotonic()
-                if how == "restart":
-                    subprocess.run(["docker", "restart", "-t", "20", name], check=True, capture_output=True)
-                else:
-                    kill_main_process(name)
-                    time.sleep(1.0)
-                recovery = wait_healthy(name)
-                time.sleep(SETTLE_SECONDS)
-                acked = sum(len(s.acked) for s in senders) - before
-                timeline.append((name, how, round(time.monotonic() - started, 1), round(recovery, 1), acked))
+        for name, how in plan:
+            before = sum(len(s.acked) for s in senders)
+            started = time.monotonic()
+            if how == "restart":
+                subprocess.run(["docker", "restart", "-t", "20", name], check=True, capture_output=True)
+            else:
+                kill_main_process(name)
+                time.sleep(1.0)
+            recovery = wait_healthy(name)
+            time.sleep(SETTLE_SECONDS)
+            acked = sum(len(s.acked) for s in senders) - before
+            timeline.append((name, how, round(time.monotonic() - started, 1), round(recovery, 1), acked))
     finally:
         stop.set()
     for sender in senders:
@@ -231,7 +255,14 @@ def test_no_acknowledged_message_is_lost_across_restarts_and_kills(deployed_stac
     for sender in senders:
         sender.start()
     timeline = disrupt_each_container(senders, stop)
-    assert len(timeline) == 2 * len(CONTAINERS)
+    disrupted = {name for name, *_ in timeline}
+    # All of the stack's containers: the five above twice, every other one once.
+    every_one = set(CONTAINERS) | {
+        GROUP_VARS[f"{role}_container_name"]
+        for role in ("nginx", "postgres", "user", "gateway", "notification", "scheduled_jobs")
+    }
+    assert disrupted >= every_one, sorted(every_one - disrupted)
+    assert len(disrupted) >= 12, sorted(disrupted)
 
     # Let the last acked messages through the processor, then a fresh socket catches up.
     deadline = time.monotonic() + 60
