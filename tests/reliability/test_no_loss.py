@@ -15,20 +15,16 @@ id, in seq order per conversation, and be in the history.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import threading
 import time
-import uuid
-from typing import Any
 
 import pytest
-import requests
 from conftest import ROOT, TEST_INVENTORY, run, tail
-from stack_client import GROUP_VARS, Socket, User
-from websockets.exceptions import ConnectionClosed
+from stack_client import GROUP_VARS, User
+from traffic import Receiver, Sender, assert_nothing_lost
 
 pytestmark = pytest.mark.docker
 
@@ -42,7 +38,6 @@ CONTAINERS = [
 # Every other container of the stack (nginx, postgres, user, gateway, notification,
 # scheduled_jobs, prometheus and its exporters) is killed once (SIGKILL, the harsher case).
 KILL_ONLY_ROLES = [role for role in GROUP_VARS["whatsapp_roles"] if role != "docker_host"]
-SEND_INTERVAL = 0.05  # each sender: ~20 messages/s
 SETTLE_SECONDS = 6  # traffic before and after each disruption
 
 
@@ -96,123 +91,6 @@ def kill_main_process(name: str) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-class Sender(threading.Thread):
-    """Sends numbered messages until stopped; each is retried with its client_msg_id until acked."""
-
-    def __init__(self, user: User, conversation_id: str, transport: str, stop: threading.Event):
-        super().__init__(daemon=True, name=f"sender-{transport}")
-        self.user, self.conversation_id, self.transport, self.stop = user, conversation_id, transport, stop
-        self.acked: dict[str, dict[str, Any]] = {}  # client_msg_id -> acked message
-        self.attempts = 0
-        self.failures = 0
-        self.socket: Socket | None = None
-
-    def run(self) -> None:
-        number = 0
-        while not self.stop.is_set():
-            number += 1
-            client_msg_id = f"{self.transport}-{number}-{uuid.uuid4().hex[:8]}"
-            while not self.stop.is_set():
-                self.attempts += 1
-                message = self._try(client_msg_id, f"{self.transport} #{number}")
-                if message is not None:
-                    self.acked[client_msg_id] = message
-                    break
-                self.failures += 1
-                time.sleep(0.2)
-            time.sleep(SEND_INTERVAL)
-        if self.socket:
-            self.socket.close()
-
-    def _try(self, client_msg_id: str, body: str) -> dict[str, Any] | None:
-        try:
-            if self.transport == "rest":
-                answer = self.user.api.call(
-                    "POST",
-                    f"/conversations/{self.conversation_id}/messages",
-                    {"client_msg_id": client_msg_id, "body": body},
-                )
-                return answer.json() if answer.status_code in (200, 201) else None
-            if self.socket is None or self.socket.closed is not None:
-                self.socket = self.user.socket()
-            frame = self.socket.send_message(self.conversation_id, body, client_msg_id=client_msg_id)
-            return frame["message"] if frame["type"] == "message.ack" else None
-        except (OSError, requests.RequestException, ConnectionClosed, AssertionError, ValueError):
-            if self.socket is not None and self.socket.closed is not None:
-                self.socket = None
-            return None
-
-
-class Receiver(threading.Thread):
-    """Keeps a socket open, reconnecting when it drops; confirms what it got with receipts."""
-
-    def __init__(self, user: User, stop: threading.Event):
-        super().__init__(daemon=True, name="receiver")
-        self.user, self.stop = user, stop
-        self.messages: dict[str, dict[str, Any]] = {}  # id -> message (de-duplicated)
-        self.order: list[dict[str, Any]] = []  # first arrival of each id, in arrival order
-        self.duplicates = 0
-        self.reconnects = 0
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                sock = self.user.socket()
-            except Exception:  # noqa: BLE001 - chat is down: try again
-                time.sleep(0.5)
-                continue
-            self.reconnects += 1
-            seen = 0
-            confirmed: dict[str, int] = {}
-            while not self.stop.is_set() and sock.closed is None:
-                time.sleep(0.2)
-                frames = sock.of_type("message.new")
-                for frame in frames[seen:]:
-                    message = frame["message"]
-                    if message["id"] in self.messages:
-                        self.duplicates += 1
-                        continue
-                    self.messages[message["id"]] = message
-                    self.order.append(message)
-                seen = len(frames)
-                self._confirm(sock, confirmed)
-            self._drain(sock, seen)
-            sock.close()
-
-    def _drain(self, sock: Socket, seen: int) -> None:
-        for frame in sock.of_type("message.new")[seen:]:
-            message = frame["message"]
-            if message["id"] not in self.messages:
-                self.messages[message["id"]] = message
-                self.order.append(message)
-
-    def _confirm(self, sock: Socket, confirmed: dict[str, int]) -> None:
-        # Report delivered only up to the highest seq with no gap below it, so a reconnect's
-        # catch-up still covers anything missing.
-        by_conversation: dict[str, set[int]] = {}
-        for message in self.messages.values():
-            by_conversation.setdefault(message["conversation_id"], set()).add(message["seq"])
-        for conversation_id, seqs in by_conversation.items():
-            contiguous = 0
-            while contiguous + 1 in seqs:
-                contiguous += 1
-            if contiguous > confirmed.get(conversation_id, 0):
-                try:
-                    sock.send(
-                        json.dumps(
-                            {
-                                "type": "receipt",
-                                "conversation_id": conversation_id,
-                                "up_to_seq": contiguous,
-                                "status": "delivered",
-                            }
-                        )
-                    )
-                    confirmed[conversation_id] = contiguous
-                except ConnectionClosed:
-                    return
-
-
 def disrupt_each_container(senders: list[Sender], stop: threading.Event) -> list[tuple]:
     """Restart, then kill, each container in turn under traffic; print and return a timeline."""
     timeline = []
@@ -264,41 +142,8 @@ def test_no_acknowledged_message_is_lost_across_restarts_and_kills(deployed_stac
     assert disrupted >= every_one, sorted(every_one - disrupted)
     assert len(disrupted) >= 12, sorted(disrupted)
 
-    # Let the last acked messages through the processor, then a fresh socket catches up.
-    deadline = time.monotonic() + 60
-    expected = {m["id"]: m for s in senders for m in s.acked.values()}
-    while time.monotonic() < deadline and not set(expected) <= set(receiver.messages):
-        time.sleep(1)
-        if not receiver.is_alive():
-            break
-    receiver.join(timeout=10)
-    with bob.socket() as final:
-        time.sleep(5)
-        for frame in final.of_type("message.new"):
-            receiver.messages.setdefault(frame["message"]["id"], frame["message"])
-
-    acked_count = len(expected)
-    attempts = sum(s.attempts for s in senders)
-    print(
-        f"acked {acked_count}, attempts {attempts}, receiver reconnects {receiver.reconnects}, "
-        f"duplicates dropped by id {receiver.duplicates}"
-    )
-    assert acked_count > 100, "too little traffic to prove anything"
-    missing = sorted(set(expected) - set(receiver.messages))
-    assert not missing, f"{len(missing)} acknowledged messages never reached the receiver: {missing[:10]}"
-    # Every acked message is the one the receiver got (same seq), and per conversation the
-    # acked seqs are distinct: nothing was accepted twice.
-    for conversation_id in (ws_conversation, rest_conversation):
-        acked = sorted(m["seq"] for m in expected.values() if m["conversation_id"] == conversation_id)
-        assert len(acked) == len(set(acked)), "one seq acknowledged for two messages"
-        history = bob.history(conversation_id)
-        history_ids = {m["id"] for m in history}
-        lost = [
-            i for i, m in expected.items() if m["conversation_id"] == conversation_id and i not in history_ids
-        ]
-        assert not lost, f"{len(lost)} acknowledged messages missing from history: {lost[:10]}"
-        seqs = [m["seq"] for m in history]
-        assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+    counts = assert_nothing_lost(senders, receiver, bob, [ws_conversation, rest_conversation])
+    print(counts)
 
     # The stack healed itself (restart policy): every container healthy, every service ready.
     check = run([str(ROOT / "scripts/health-check.sh"), "-i", TEST_INVENTORY], log="health-after-kills.log")
