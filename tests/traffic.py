@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 from stack_client import Socket, User
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 SEND_INTERVAL = 0.05  # each sender: ~20 messages/s
 
@@ -28,8 +28,15 @@ class Sender(threading.Thread):
         self.attempts = 0
         self.failures = 0
         self.socket: Socket | None = None
+        self.error: Exception | None = None  # what ended the thread early, if anything
 
     def run(self) -> None:
+        try:
+            self._send_until_stopped()
+        except Exception as error:  # noqa: BLE001 - reported by assert_nothing_lost
+            self.error = error
+
+    def _send_until_stopped(self) -> None:
         number = 0
         while not self.stop.is_set():
             number += 1
@@ -59,7 +66,7 @@ class Sender(threading.Thread):
                 self.socket = self.user.socket()
             frame = self.socket.send_message(self.conversation_id, body, client_msg_id=client_msg_id)
             return frame["message"] if frame["type"] == "message.ack" else None
-        except (OSError, requests.RequestException, ConnectionClosed, AssertionError, ValueError):
+        except (OSError, requests.RequestException, WebSocketException, AssertionError, ValueError):
             if self.socket is not None and self.socket.closed is not None:
                 self.socket = None
             return None
@@ -160,6 +167,9 @@ def assert_nothing_lost(
         f"duplicates dropped by id {receiver.duplicates}, lost 0"
     )
     assert acked_count > 100, "too little traffic to prove anything"
+    for sender in senders:
+        assert sender.error is None, f"{sender.name} stopped early: {sender.error!r}"
+        assert len(sender.acked) > 20, f"{sender.name} got only {len(sender.acked)} messages acknowledged"
     missing = sorted(set(expected) - set(receiver.messages))
     assert not missing, f"{len(missing)} acknowledged messages never reached the receiver: {missing[:10]}"
     # Every acked message is the one the receiver got (same seq), and per conversation the
