@@ -113,10 +113,10 @@ def distributed_image(swarm_lab):
     try:
         image_id = run(["docker", "image", "inspect", "-f", "{{.Id}}", image]).stdout.strip()
         first = lab_playbook(
-            "swarm_image.yml", "-e", f"swarm_image={image}", log="swarm-image-distribute.log"
+            "swarm_image.yml", "-e", f"swarm_cluster_image={image}", log="swarm-image-distribute.log"
         )
         assert first.returncode == 0, tail(first)
-        second = lab_playbook("swarm_image.yml", "-e", f"swarm_image={image}", log="swarm-image-again.log")
+        second = lab_playbook("swarm_image.yml", "-e", f"swarm_cluster_image={image}", log="swarm-image-again.log")
         assert second.returncode == 0, tail(second)
         yield Distribution(image, image_id, first, second)
     finally:
