@@ -8,6 +8,7 @@ took are printed before pytest's summary (the docs quote them).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -68,7 +69,14 @@ class Lab:
 
 @pytest.fixture(scope="session")
 def swarm_lab():
-    """A fresh three-node swarm (any earlier lab removed first); removed after the session."""
+    """A fresh three-node swarm (any earlier lab removed first); removed after the session.
+
+    WHATSAPP_SWARM_DEPLOYED=1 reuses a lab with the stack deployed by hand (a developer's
+    quick loop, like WHATSAPP_E2E_DEPLOYED); the test command never sets it."""
+    if os.environ.get("WHATSAPP_SWARM_DEPLOYED") == "1":
+        done = subprocess.CompletedProcess(["(deployed by hand)"], 0, "", "")
+        yield Lab(done, done, {})
+        return
     gone = lab_playbook("swarm_lab.yml", "-e", "swarm_lab_state=absent", log="swarm-lab-absent-before.log")
     assert gone.returncode == 0, tail(gone)
     try:
@@ -116,7 +124,9 @@ def distributed_image(swarm_lab):
             "swarm_image.yml", "-e", f"swarm_cluster_image={image}", log="swarm-image-distribute.log"
         )
         assert first.returncode == 0, tail(first)
-        second = lab_playbook("swarm_image.yml", "-e", f"swarm_cluster_image={image}", log="swarm-image-again.log")
+        second = lab_playbook(
+            "swarm_image.yml", "-e", f"swarm_cluster_image={image}", log="swarm-image-again.log"
+        )
         assert second.returncode == 0, tail(second)
         yield Distribution(image, image_id, first, second)
     finally:

@@ -1,0 +1,238 @@
+"""Layer 6, Swarm: the whole stack deployed by `site.yml -i inventories/swarm` onto the
+three-node swarm lab, by the same roles (each role's container spec becomes a Swarm
+service). Through nginx on the cluster's entry (127.0.0.1:18080): the contract's flows with
+chat and gateway replicas on different nodes, a message reaching sockets held by chat tasks
+on two nodes, and under steady traffic a drained node and a killed worker engine with no
+acknowledged message lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections import Counter
+
+import pytest
+import stack_client
+from conftest import playbook, run, tail
+from stack_client import User
+from traffic import Receiver, Sender, assert_nothing_lost
+
+from swarm.conftest import (
+    INVENTORY_VARS,
+    MANAGER,
+    NODES,
+    SWARM_INVENTORY,
+    TIMINGS,
+    changed,
+    docker,
+    service_tasks,
+)
+
+pytestmark = pytest.mark.docker
+
+ENTRY = f"127.0.0.1:{INVENTORY_VARS['nginx_http_port']}"
+SERVICES = {
+    "whatsapp-postgres": 1,
+    "whatsapp-mongodb": 1,
+    "whatsapp-redis": 1,
+    "whatsapp-rabbitmq": 1,
+    "whatsapp-user": 1,
+    "whatsapp-chat": INVENTORY_VARS["chat_replicas"],
+    "whatsapp-message-processor": 1,
+    "whatsapp-scheduled-jobs": 1,
+    "whatsapp-notification": 1,
+    "whatsapp-gateway": INVENTORY_VARS["gateway_replicas"],
+    "whatsapp-nginx": 1,
+}
+STORES = ["whatsapp-postgres", "whatsapp-mongodb", "whatsapp-redis", "whatsapp-rabbitmq"]
+DATA_NODE = next(node["name"] for node in NODES if node.get("labels", {}).get("data") == "true")
+WORKERS = [node for node in NODES if node["role"] == "worker"]
+
+
+@pytest.fixture(scope="session")
+def swarm_stack(swarm_lab):
+    """The stack deployed once onto the lab with the README's deploy command's playbook."""
+    start = time.monotonic()
+    if os.environ.get("WHATSAPP_SWARM_DEPLOYED") == "1":
+        return subprocess.CompletedProcess(["(deployed by hand)"], 0, "whatsapp-chat.1@ (by hand)", "")
+    result = playbook("site.yml", inventory=SWARM_INVENTORY, log="swarm-deploy-1.log", timeout=2400)
+    TIMINGS["swarm-deploy-cold"] = time.monotonic() - start
+    assert result.returncode == 0, tail(result, 120)
+    return result
+
+
+@pytest.fixture(autouse=True)
+def through_the_entry(monkeypatch):
+    """stack_client talks to the cluster's nginx instead of the single host's."""
+    monkeypatch.setattr(stack_client, "API", f"http://{ENTRY}/api/v1")
+    monkeypatch.setattr(stack_client, "WS_URL", f"ws://{ENTRY}/ws")
+
+
+def services() -> dict[str, str]:
+    """Replicas ("running/desired") of every service, from the manager."""
+    out = docker(MANAGER, "service", "ls", "--format", "{{.Name}} {{.Replicas}}")
+    return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
+
+
+def converged() -> bool:
+    now = services()
+    return all(now.get(name, "").split(" ")[0] == f"{count}/{count}" for name, count in SERVICES.items())
+
+
+def wait_converged(timeout: float = 180) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if converged():
+            return time.monotonic() - start
+        time.sleep(1)
+    raise AssertionError(f"services not back to full strength after {timeout} s: {services()}")
+
+
+def task_nodes(service: str) -> Counter:
+    return Counter(
+        task["Node"] for task in service_tasks(service) if task["CurrentState"].startswith("Running")
+    )
+
+
+def open_sockets_per_node(service: str = "whatsapp-chat") -> dict[str, float]:
+    """whatsapp_websocket_connections of each running chat task, asked inside its container."""
+    counts: dict[str, float] = {}
+    for node in NODES:
+        ids = docker(node, "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").split()
+        for container in ids:
+            text = docker(
+                node,
+                "exec",
+                container,
+                "python3",
+                "-c",
+                "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8082/metrics').read().decode())",
+            )
+            value = sum(
+                float(line.split()[-1])
+                for line in text.splitlines()
+                if line.startswith("whatsapp_websocket_connections")
+            )
+            counts[node["name"]] = counts.get(node["name"], 0) + value
+    return counts
+
+
+def test_site_deploys_every_service_healthy_across_the_nodes(swarm_stack):
+    assert converged(), services()
+    for store in STORES:
+        assert set(task_nodes(store)) == {DATA_NODE}, f"{store} is not on the data node"
+    assert set(task_nodes("whatsapp-nginx")) == {DATA_NODE}
+    # The stateless replicas are spread: chat and gateway each run on two different nodes.
+    for service in ("whatsapp-chat", "whatsapp-gateway"):
+        nodes = task_nodes(service)
+        assert len(nodes) >= 2, f"{service} tasks all on one node: {nodes}"
+    # The summary table lists each task's container with the node it runs on.
+    assert "whatsapp-chat.1@" in swarm_stack.stdout or "whatsapp-chat.2@" in swarm_stack.stdout
+    # Limits come from the same variables as on one host.
+    spec = json.loads(docker(MANAGER, "service", "inspect", "whatsapp-chat"))[0]["Spec"]
+    assert spec["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] > 0
+    assert spec["EndpointSpec"]["Mode"] == "dnsrr"
+    assert spec["UpdateConfig"]["Order"] == "start-first"
+    assert spec["UpdateConfig"]["FailureAction"] == "rollback"
+
+
+def test_second_deploy_changes_nothing(swarm_stack):
+    start = time.monotonic()
+    again = playbook("site.yml", inventory=SWARM_INVENTORY, log="swarm-deploy-2.log", timeout=1800)
+    TIMINGS["swarm-deploy-warm"] = time.monotonic() - start
+    assert changed(again) == 0, tail(again, 120)
+
+
+def test_contract_flows_and_messages_across_nodes(swarm_stack):
+    alice, bob = User("Alice on the swarm"), User("Bob on the swarm")
+    conversation = alice.direct_with(bob)
+    # Bob's devices: nginx balances the sockets over the chat tasks on different nodes.
+    sockets = [bob.socket() for _ in range(8)]
+    try:
+        per_node = open_sockets_per_node()
+        assert len([n for n, count in per_node.items() if count > 0]) >= 2, per_node
+        sent = alice.api.call(
+            "POST",
+            f"/conversations/{conversation}/messages",
+            {"client_msg_id": "swarm-1", "body": "across nodes"},
+        )
+        assert sent.status_code in (200, 201), sent.text
+        message_id = sent.json()["id"]
+        for sock in sockets:
+            frame = sock.wait_for(lambda f: f.get("type") == "message.new", timeout=15)
+            assert frame["message"]["id"] == message_id
+        # Over a WebSocket, through whichever chat task alice lands on.
+        with alice.socket() as alice_socket:
+            ack = alice_socket.send_message(conversation, "and back", client_msg_id="swarm-2")
+            assert ack["type"] == "message.ack"
+        history = bob.history(conversation)
+        assert [m["body"] for m in history][-2:] == ["across nodes", "and back"]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_drain_and_worker_loss_lose_no_acknowledged_message(swarm_stack):
+    alice, bob, carol = User("Swarm sender WS"), User("Swarm receiver"), User("Swarm sender REST")
+    ws_conversation = alice.direct_with(bob)
+    rest_conversation = carol.direct_with(bob)
+    stop = threading.Event()
+    receiver = Receiver(bob, stop)
+    senders = [Sender(alice, ws_conversation, "ws", stop), Sender(carol, rest_conversation, "rest", stop)]
+    receiver.start()
+    time.sleep(1.0)
+    for sender in senders:
+        sender.start()
+    drained, killed = WORKERS[0], WORKERS[-1]
+    try:
+        time.sleep(5)
+        # Drain: the node's tasks move to the others.
+        start = time.monotonic()
+        docker(MANAGER, "node", "update", "--availability", "drain", drained["name"])
+        deadline = time.monotonic() + 120
+        while any(drained["name"] in task_nodes(s) for s in SERVICES) and time.monotonic() < deadline:
+            time.sleep(1)
+        TIMINGS["swarm-drain-moved"] = time.monotonic() - start
+        wait_converged()
+        TIMINGS["swarm-drain-converged"] = time.monotonic() - start
+        assert not any(drained["name"] in task_nodes(s) for s in SERVICES)
+        docker(MANAGER, "node", "update", "--availability", "active", drained["name"])
+        time.sleep(5)
+
+        # Node loss: the worker's engine is killed (its container SIGKILLed) with its tasks.
+        had_tasks = [s for s in SERVICES if killed["name"] in task_nodes(s)]
+        start = time.monotonic()
+        subprocess.run(["docker", "kill", killed["name"]], check=True, capture_output=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            state = docker(
+                MANAGER, "node", "inspect", killed["name"], "--format", "{{.Status.State}}"
+            ).strip()
+            if state == "down":
+                break
+            time.sleep(1)
+        TIMINGS["swarm-node-marked-down"] = time.monotonic() - start
+        assert state == "down"
+        wait_converged()
+        TIMINGS["swarm-node-loss-rescheduled"] = time.monotonic() - start
+        assert not any(killed["name"] in task_nodes(s) for s in SERVICES)
+        time.sleep(5)
+    finally:
+        stop.set()
+        for sender in senders:
+            sender.join(timeout=30)
+        subprocess.run(["docker", "start", killed["name"]], capture_output=True, check=False)
+    print(f"tasks on the killed node: {had_tasks}")
+    counts = assert_nothing_lost(senders, receiver, bob, [ws_conversation, rest_conversation])
+    print(counts)
+    TIMINGS["swarm-messages-acked-under-faults"] = float(len([m for s in senders for m in s.acked]))
+
+    # The stack is whole again and the health table is green on the swarm too.
+    check = run(
+        ["ansible-playbook", "-i", SWARM_INVENTORY, "playbooks/health_check.yml"],
+        log="swarm-health-check.log",
+    )
+    assert check.returncode == 0, tail(check)
