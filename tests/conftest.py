@@ -95,7 +95,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         return
     terminalreporter.section("time per test layer")
     terminalreporter.write_line(f"{'layer':<10} {'tests':>6} {'seconds':>9}")
-    for layer in ("static", "unit", "roles", "e2e"):
+    for layer in ("static", "unit", "roles", "e2e", "reliability", "swarm"):
         if layer in _layer_seconds:
             terminalreporter.write_line(
                 f"{layer:<10} {_layer_counts[layer]:>6} {_layer_seconds[layer]:>9.1f}"
