@@ -9,6 +9,7 @@ import json
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -186,3 +187,32 @@ def assert_nothing_lost(
         seqs = [m["seq"] for m in history]
         assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
     return counts
+
+
+@dataclass
+class Traffic:
+    """Two senders (WebSocket, REST) writing to one receiver in two direct conversations."""
+
+    receiver_user: User
+    conversations: list[str]
+    stop: threading.Event
+    receiver: Receiver
+    senders: list[Sender]
+
+    @classmethod
+    def start(cls, prefix: str = "") -> Traffic:
+        """Register the three users, start the receiver, then both senders."""
+        alice, bob = User(f"{prefix}Sender WS"), User(f"{prefix}Receiver")
+        carol = User(f"{prefix}Sender REST")
+        conversations = [alice.direct_with(bob), carol.direct_with(bob)]
+        stop = threading.Event()
+        receiver = Receiver(bob, stop)
+        senders = [Sender(alice, conversations[0], "ws", stop), Sender(carol, conversations[1], "rest", stop)]
+        receiver.start()
+        time.sleep(1.0)
+        for sender in senders:
+            sender.start()
+        return cls(bob, conversations, stop, receiver, senders)
+
+    def assert_nothing_lost(self) -> str:
+        return assert_nothing_lost(self.senders, self.receiver, self.receiver_user, self.conversations)

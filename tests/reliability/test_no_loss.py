@@ -23,8 +23,8 @@ import time
 
 import pytest
 from conftest import ROOT, TEST_INVENTORY, run, tail
-from stack_client import GROUP_VARS, User
-from traffic import Receiver, Sender, assert_nothing_lost
+from stack_client import GROUP_VARS
+from traffic import Sender, Traffic
 
 pytestmark = pytest.mark.docker
 
@@ -122,17 +122,8 @@ def disrupt_each_container(senders: list[Sender], stop: threading.Event) -> list
 
 def test_no_acknowledged_message_is_lost_across_restarts_and_kills(deployed_stack):
     assert deployed_stack[0].returncode == 0
-    alice, bob, carol = User("Sender WS"), User("Receiver"), User("Sender REST")
-    ws_conversation = alice.direct_with(bob)
-    rest_conversation = carol.direct_with(bob)
-    stop = threading.Event()
-    receiver = Receiver(bob, stop)
-    senders = [Sender(alice, ws_conversation, "ws", stop), Sender(carol, rest_conversation, "rest", stop)]
-    receiver.start()
-    time.sleep(1.0)
-    for sender in senders:
-        sender.start()
-    timeline = disrupt_each_container(senders, stop)
+    traffic = Traffic.start()
+    timeline = disrupt_each_container(traffic.senders, traffic.stop)
     disrupted = {name for name, *_ in timeline}
     # All of the stack's containers: the five above twice, every other one once.
     every_one = set(CONTAINERS) | {
@@ -142,7 +133,7 @@ def test_no_acknowledged_message_is_lost_across_restarts_and_kills(deployed_stac
     assert disrupted >= every_one, sorted(every_one - disrupted)
     assert len(disrupted) >= 12, sorted(disrupted)
 
-    counts = assert_nothing_lost(senders, receiver, bob, [ws_conversation, rest_conversation])
+    counts = traffic.assert_nothing_lost()
     print(counts)
 
     # The stack healed itself (restart policy): every container healthy, every service ready.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import time
 from collections import Counter
 
@@ -18,7 +17,7 @@ import pytest
 import stack_client
 from conftest import playbook, run, tail
 from stack_client import User
-from traffic import Receiver, Sender, assert_nothing_lost
+from traffic import Traffic
 
 from swarm.conftest import (
     INVENTORY_VARS,
@@ -191,16 +190,7 @@ def test_contract_flows_and_messages_across_nodes(swarm_stack):
 
 
 def test_drain_and_worker_loss_lose_no_acknowledged_message(swarm_stack):
-    alice, bob, carol = User("Swarm sender WS"), User("Swarm receiver"), User("Swarm sender REST")
-    ws_conversation = alice.direct_with(bob)
-    rest_conversation = carol.direct_with(bob)
-    stop = threading.Event()
-    receiver = Receiver(bob, stop)
-    senders = [Sender(alice, ws_conversation, "ws", stop), Sender(carol, rest_conversation, "rest", stop)]
-    receiver.start()
-    time.sleep(1.0)
-    for sender in senders:
-        sender.start()
+    traffic = Traffic.start("Swarm ")
     drained, killed = WORKERS[0], WORKERS[-1]
     try:
         time.sleep(5)
@@ -236,12 +226,12 @@ def test_drain_and_worker_loss_lose_no_acknowledged_message(swarm_stack):
         assert not any(killed["name"] in task_nodes(s) for s in SERVICES)
         time.sleep(5)
     finally:
-        stop.set()
-        for sender in senders:
+        traffic.stop.set()
+        for sender in traffic.senders:
             sender.join(timeout=30)
         subprocess.run(["docker", "start", killed["name"]], capture_output=True, check=False)
     print(f"tasks on the killed node: {had_tasks}")
-    counts = assert_nothing_lost(senders, receiver, bob, [ws_conversation, rest_conversation])
+    counts = traffic.assert_nothing_lost()
     print(counts)
 
     # The stack is whole again and the health table is green on the swarm too.
