@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
@@ -28,15 +29,47 @@ def test_deploy_succeeds(first_deploy):
     assert recap(first_deploy.stdout)["localhost"]["failed"] == 0
 
 
+FAST_PATH = re.compile(r"Fast path: (\d+) of (\d+) roles unchanged")
+
+
+def deploy(log: str, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.monotonic()
+    result = run([str(ROOT / "scripts/deploy.sh"), "-i", TEST_INVENTORY, *extra], log=log, timeout=2400)
+    return result, time.monotonic() - start
+
+
 @pytest.mark.docker
 def test_second_deploy_changes_nothing(first_deploy, deployed_stack):
     assert first_deploy.returncode == 0
-    start = time.monotonic()
-    second = run([str(ROOT / "scripts/deploy.sh"), "-i", TEST_INVENTORY], log="deploy-2.log", timeout=2400)
-    warm = time.monotonic() - start
-    assert second.returncode == 0, tail(second, 120)
-    assert recap(second.stdout)["localhost"]["changed"] == 0, tail(second, 120)
-    print(f"deploy: first {deployed_stack[1]:.1f} s, second (changed=0) {warm:.1f} s")
+    # Every task of every role (the fast path off): each one is idempotent on its own.
+    full, full_s = deploy("deploy-2-full.log", "-e", "whatsapp_deploy_fast_path=false")
+    assert full.returncode == 0, tail(full, 120)
+    assert recap(full.stdout)["localhost"]["changed"] == 0, tail(full, 120)
+    # As operators run it: every role unchanged since its healthy deploy is skipped.
+    warm, warm_s = deploy("deploy-2.log")
+    assert warm.returncode == 0, tail(warm, 120)
+    assert recap(warm.stdout)["localhost"]["changed"] == 0, tail(warm, 120)
+    skipped, selected = map(int, FAST_PATH.search(warm.stdout).groups())
+    assert skipped == selected == len(GROUP_VARS["whatsapp_roles"]), tail(warm, 40)
+    print(
+        f"deploy: first {deployed_stack[1]:.1f} s, second (changed=0): {full_s:.1f} s every task, "
+        f"{warm_s:.1f} s with the fast path"
+    )
+
+
+@pytest.mark.docker
+def test_the_fast_path_still_heals_a_stopped_container(first_deploy):
+    assert first_deploy.returncode == 0
+    name = GROUP_VARS["redis_container_name"]
+    subprocess.run(["docker", "stop", name], check=True, capture_output=True)
+    healed, seconds = deploy("deploy-heal.log")
+    assert healed.returncode == 0, tail(healed, 120)
+    skipped, selected = map(int, FAST_PATH.search(healed.stdout).groups())
+    # redis runs in full, and so does docker_host (it is skipped only when every role is).
+    assert (skipped, selected) == (selected - 2, len(GROUP_VARS["whatsapp_roles"])), tail(healed, 40)
+    state = json.loads(subprocess.check_output(["docker", "inspect", name]))[0]["State"]
+    assert state["Running"] and state["Health"]["Status"] == "healthy"
+    print(f"deploy with {name} stopped: back healthy in {seconds:.1f} s")
 
 
 @pytest.mark.docker
@@ -96,7 +129,17 @@ def test_a_code_change_re_creates_only_that_service(first_deploy):
 def test_registry_only_roles_say_why_they_are_skipped_and_create_nothing(first_deploy, role):
     if first_deploy.args == ["(deployed by hand)"]:
         output = run(
-            ["ansible-playbook", "-i", TEST_INVENTORY, "site.yml", "--tags", role], log=f"skip-{role}.log"
+            [
+                "ansible-playbook",
+                "-i",
+                TEST_INVENTORY,
+                "site.yml",
+                "--tags",
+                role,
+                "-e",
+                "whatsapp_deploy_fast_path=false",
+            ],
+            log=f"skip-{role}.log",
         ).stdout
     else:
         output = first_deploy.stdout

@@ -1,0 +1,101 @@
+"""site.yml's fast path: which roles it may skip, and what a deploy records for the next run."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("deploy_state", ROOT / "plugins/filter/deploy_state.py")
+deploy_state = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(deploy_state)
+
+ROLES = ["docker_host", "redis", "chat"]
+
+
+def container(name: str, role: str, state: str = "running", status: str = "Up 2 minutes (healthy)") -> dict:
+    return {"Names": [f"/{name}"], "State": state, "Status": status, "Labels": {"com.whatsapp.role": role}}
+
+
+HEALTHY = [container("whatsapp-redis", "redis"), container("whatsapp-chat", "chat")]
+PRINTS = deploy_state.deploy_fingerprints(ROLES, ["inputs-1", "build"], {"chat": ["services-1"]})
+
+
+def recorded(containers=HEALTHY, prints=PRINTS) -> dict:
+    return deploy_state.deploy_state(prints, containers, ROLES, None)
+
+
+def test_fingerprints_change_with_their_inputs_only():
+    again = deploy_state.deploy_fingerprints(ROLES, ["inputs-1", "build"], {"chat": ["services-1"]})
+    assert again == PRINTS
+    code = deploy_state.deploy_fingerprints(ROLES, ["inputs-1", "build"], {"chat": ["services-2"]})
+    assert code["chat"] != PRINTS["chat"] and code["redis"] == PRINTS["redis"]
+    inputs = deploy_state.deploy_fingerprints(ROLES, ["inputs-2", "build"], {"chat": ["services-1"]})
+    assert all(inputs[r] != PRINTS[r] for r in ROLES)
+
+
+def test_a_healthy_unchanged_stack_skips_every_role():
+    assert deploy_state.deploy_unchanged(PRINTS, recorded(), HEALTHY, ROLES) == ROLES
+
+
+def test_no_record_skips_nothing():
+    assert deploy_state.deploy_unchanged(PRINTS, {}, HEALTHY, ROLES) == []
+    assert (
+        deploy_state.deploy_unchanged(PRINTS, {"version": 0, "roles": recorded()["roles"]}, HEALTHY, ROLES)
+        == []
+    )
+
+
+def test_a_changed_role_runs_and_so_does_docker_host():
+    code = deploy_state.deploy_fingerprints(ROLES, ["inputs-1", "build"], {"chat": ["services-2"]})
+    assert deploy_state.deploy_unchanged(code, recorded(), HEALTHY, ROLES) == ["redis"]
+
+
+def test_a_stopped_unhealthy_starting_missing_or_extra_container_runs_its_role():
+    stopped = [container("whatsapp-redis", "redis", state="exited", status="Exited (0)"), HEALTHY[1]]
+    unhealthy = [container("whatsapp-redis", "redis", status="Up 1 minute (unhealthy)"), HEALTHY[1]]
+    starting = [container("whatsapp-redis", "redis", status="Up 3 seconds (health: starting)"), HEALTHY[1]]
+    missing = [HEALTHY[1]]
+    extra = [*HEALTHY, container("whatsapp-chat-2", "chat")]
+    for containers, runs in [
+        (stopped, "redis"),
+        (unhealthy, "redis"),
+        (starting, "redis"),
+        (missing, "redis"),
+        (extra, "chat"),
+    ]:
+        skipped = deploy_state.deploy_unchanged(PRINTS, recorded(), containers, ROLES)
+        assert runs not in skipped and "docker_host" not in skipped, (containers, skipped)
+        assert skipped == [r for r in ROLES[1:] if r != runs]
+
+
+def test_a_container_without_health_check_counts_when_running():
+    plain = [container("whatsapp-redis", "redis", status="Up 5 minutes"), HEALTHY[1]]
+    assert deploy_state.deploy_unchanged(PRINTS, recorded(plain), plain, ROLES) == ROLES
+
+
+def test_tags_select_the_roles_and_docker_host_follows_the_selection():
+    assert deploy_state.deploy_selected(ROLES, ["all"], []) == ROLES
+    assert deploy_state.deploy_selected(ROLES, ["chat"], []) == ["chat"]
+    assert deploy_state.deploy_selected(ROLES, ["all"], ["redis"]) == ["docker_host", "chat"]
+    # --tags chat: redis is not selected, so it neither counts nor is recorded anew.
+    stale = {
+        **recorded(),
+        "roles": {**recorded()["roles"], "redis": {"fingerprint": "old", "containers": []}},
+    }
+    assert deploy_state.deploy_unchanged(PRINTS, stale, HEALTHY, ["docker_host", "chat"]) == [
+        "docker_host",
+        "chat",
+    ]
+    kept = deploy_state.deploy_state(PRINTS, HEALTHY, ["chat"], stale)
+    assert kept["roles"]["redis"] == {"fingerprint": "old", "containers": []}
+
+
+def test_the_record_drops_a_role_whose_containers_are_not_all_healthy():
+    unhealthy = [container("whatsapp-redis", "redis", status="Up 1 minute (unhealthy)"), HEALTHY[1]]
+    state = deploy_state.deploy_state(PRINTS, unhealthy, ROLES, recorded())
+    assert "redis" not in state["roles"]
+    assert state["roles"]["chat"] == {"fingerprint": PRINTS["chat"], "containers": ["whatsapp-chat"]}
+    assert state["roles"]["docker_host"]["fingerprint"] == PRINTS["docker_host"]
+    # A role with nothing running (disabled, or skipped in build mode) is recorded with none.
+    assert deploy_state.deploy_state(PRINTS, [], ["redis"], None)["roles"]["redis"]["containers"] == []
