@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 import stack_client
-from conftest import playbook, run, tail
+from conftest import ROOT, playbook, run, tail
 from stack_client import User
 from traffic import Traffic
 
@@ -240,3 +240,115 @@ def test_drain_and_worker_loss_lose_no_acknowledged_message(swarm_stack):
         log="swarm-health-check.log",
     )
     assert check.returncode == 0, tail(check)
+
+
+def service_image(service: str) -> str:
+    return docker(
+        MANAGER, "service", "inspect", service, "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"
+    ).strip()
+
+
+def test_rolling_update_of_one_service_loses_nothing(swarm_stack):
+    """A code change to chat, deployed with --tags chat under steady traffic: its tasks are
+    replaced one at a time (start-first), then the change is taken back the same way."""
+    before = service_image("whatsapp-chat")
+    others = {name: service_image(name) for name in SERVICES if name != "whatsapp-chat"}
+    probe = ROOT / "services/chat/_rolling_update_probe.py"
+    traffic = Traffic.start("Swarm rolling ")
+    try:
+        time.sleep(5)
+        probe.write_text('"""Written by tests/swarm/test_swarm_stack.py: a code change to chat."""\n')
+        start = time.monotonic()
+        forward = playbook(
+            "site.yml",
+            "--tags",
+            "chat",
+            inventory=SWARM_INVENTORY,
+            log="swarm-rolling-forward.log",
+            timeout=1800,
+        )
+        TIMINGS["swarm-rolling-update"] = time.monotonic() - start
+        assert forward.returncode == 0, tail(forward, 80)
+        changed_image = service_image("whatsapp-chat")
+        assert changed_image != before
+        probe.unlink()
+        back = playbook(
+            "site.yml",
+            "--tags",
+            "chat",
+            inventory=SWARM_INVENTORY,
+            log="swarm-rolling-back.log",
+            timeout=1800,
+        )
+        assert back.returncode == 0, tail(back, 80)
+        time.sleep(5)
+    finally:
+        probe.unlink(missing_ok=True)
+        traffic.stop.set()
+        for sender in traffic.senders:
+            sender.join(timeout=30)
+    assert service_image("whatsapp-chat") == before
+    assert {name: service_image(name) for name in others} == others
+    update = docker(
+        MANAGER, "service", "inspect", "whatsapp-chat", "--format", "{{.UpdateStatus.State}}"
+    ).strip()
+    assert update == "completed"
+    wait_converged()
+    counts = traffic.assert_nothing_lost()
+    print(f"rolling update of whatsapp-chat there and back under traffic: {counts}")
+
+
+def test_stop_start_and_clean_work_on_the_swarm(swarm_stack):
+    """stop scales every service to 0 and keeps the data; start brings every service back
+    healthy with the data; clean removes the services, the overlays and (asked) the volumes."""
+    alice, bob = User("swarm-keep-alice"), User("swarm-keep-bob")
+    conversation = bob.direct_with(alice)
+    sent = bob.api.call(
+        "POST", f"/conversations/{conversation}/messages", {"client_msg_id": "keep-1", "body": "kept"}
+    )
+    assert sent.status_code == 201, sent.text
+
+    stop = playbook("playbooks/stop.yml", inventory=SWARM_INVENTORY, log="swarm-stop.log", timeout=900)
+    assert stop.returncode == 0, tail(stop, 60)
+    assert all(replicas.endswith("/0") for replicas in services().values()), services()
+    for node in NODES:
+        assert docker(node, "ps", "-q", "--filter", "label=com.whatsapp.stack=whatsapp").strip() == ""
+
+    start = time.monotonic()
+    started = playbook("playbooks/start.yml", inventory=SWARM_INVENTORY, log="swarm-start.log", timeout=1800)
+    TIMINGS["swarm-start"] = time.monotonic() - start
+    assert started.returncode == 0, tail(started, 60)
+    assert converged(), services()
+    assert [m["body"] for m in alice.history(conversation)] == ["kept"]
+
+    volumes_before = {
+        node["name"]: docker(
+            node, "volume", "ls", "-q", "--filter", "label=com.whatsapp.stack=whatsapp"
+        ).split()
+        for node in NODES
+    }
+    assert any(volumes_before.values())
+    kept = playbook("playbooks/clean.yml", inventory=SWARM_INVENTORY, log="swarm-clean.log", timeout=900)
+    assert kept.returncode == 0, tail(kept, 60)
+    assert services() == {}
+    networks = docker(MANAGER, "network", "ls", "--format", "{{.Name}}").split()
+    overlays = {
+        stack_client.GROUP_VARS["whatsapp_frontend_network"],
+        stack_client.GROUP_VARS["whatsapp_backend_network"],
+    }
+    assert not overlays & set(networks)
+    for node in NODES:
+        left = docker(node, "volume", "ls", "-q", "--filter", "label=com.whatsapp.stack=whatsapp").split()
+        assert left == volumes_before[node["name"]]
+    gone = playbook(
+        "playbooks/clean.yml",
+        "-e",
+        "clean_volumes=true",
+        inventory=SWARM_INVENTORY,
+        log="swarm-clean-all.log",
+    )
+    assert gone.returncode == 0, tail(gone, 60)
+    for node in NODES:
+        assert (
+            docker(node, "volume", "ls", "-q", "--filter", "label=com.whatsapp.stack=whatsapp").strip() == ""
+        )
