@@ -14,6 +14,7 @@ import time
 from collections import Counter
 
 import pytest
+import requests
 import stack_client
 from conftest import ROOT, playbook, run, tail
 from stack_client import User
@@ -45,6 +46,9 @@ SERVICES = {
     "whatsapp-notification": 1,
     "whatsapp-gateway": INVENTORY_VARS["gateway_replicas"],
     "whatsapp-nginx": 1,
+    "whatsapp-prometheus": 1,
+    "whatsapp-postgres-exporter": 1,
+    "whatsapp-redis-exporter": 1,
 }
 STORES = ["whatsapp-postgres", "whatsapp-mongodb", "whatsapp-redis", "whatsapp-rabbitmq"]
 DATA_NODE = next(node["name"] for node in NODES if node.get("labels", {}).get("data") == "true")
@@ -151,6 +155,37 @@ def test_site_deploys_every_service_healthy_across_the_nodes(swarm_stack):
     assert spec["EndpointSpec"]["Mode"] == "dnsrr"
     assert spec["UpdateConfig"]["Order"] == "start-first"
     assert spec["UpdateConfig"]["FailureAction"] == "rollback"
+
+
+def test_prometheus_scrapes_every_task_of_every_service(swarm_stack):
+    """On Swarm, Prometheus finds each service's tasks through Docker's DNS (tasks.<service>):
+    both chat and both gateway tasks are targets, and every target is up."""
+    url = f"http://127.0.0.1:{INVENTORY_VARS['prometheus_port']}/api/v1/targets"
+    deadline = time.monotonic() + 120
+    while True:
+        targets = requests.get(url, timeout=5).json()["data"]["activeTargets"]
+        jobs = Counter(t["labels"]["job"] for t in targets)
+        down = [(t["labels"]["job"], t["scrapeUrl"], t["lastError"]) for t in targets if t["health"] != "up"]
+        wanted = (
+            jobs["chat"] == INVENTORY_VARS["chat_replicas"]
+            and jobs["gateway"] == INVENTORY_VARS["gateway_replicas"]
+        )
+        if (wanted and not down) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert jobs["chat"] == INVENTORY_VARS["chat_replicas"], jobs
+    assert jobs["gateway"] == INVENTORY_VARS["gateway_replicas"], jobs
+    for job in (
+        "user",
+        "message_processor",
+        "notification",
+        "scheduled_jobs",
+        "rabbitmq",
+        "postgres",
+        "redis",
+    ):
+        assert jobs[job] >= 1, jobs
+    assert not down, down
 
 
 def test_second_deploy_changes_nothing(swarm_stack):

@@ -176,3 +176,19 @@ def test_the_scraped_ports_are_the_ones_the_roles_listen_on():
     assert postgres["postgres_container_port"] == ROLE_VARS["prometheus_postgres_container_port"]
     redis = yaml.safe_load((ROOT / "roles/redis/vars/main.yml").read_text())
     assert redis["redis_container_port"] == ROLE_VARS["prometheus_redis_container_port"]
+
+
+def test_on_swarm_every_job_finds_the_tasks_of_its_service_by_dns():
+    config, _ = render("-e", "whatsapp_orchestrator=swarm", "-e", "chat_replicas=3")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["prometheus"]["static_configs"] == [{"targets": ["localhost:9090"]}]
+    for name, job in jobs.items():
+        if name == "prometheus":
+            continue
+        assert "static_configs" not in job, name
+        [sd] = job["dns_sd_configs"]
+        assert sd["type"] == "A" and len(sd["names"]) == 1 and sd["names"][0].startswith("tasks."), (name, sd)
+    # One name per service however many replicas: Docker's DNS answers with every task.
+    assert jobs["chat"]["dns_sd_configs"][0]["names"] == ["tasks.whatsapp-chat"]
+    assert jobs["chat"]["dns_sd_configs"][0]["port"] == 8082
+    assert jobs["rabbitmq_queues"]["metrics_path"] == "/metrics/detailed"
