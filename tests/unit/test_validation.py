@@ -26,6 +26,7 @@ BAD_VALUES = [
     ("whatsapp_publish_internal_ports", "maybe", "whatsapp_publish_internal_ports"),
     ("whatsapp_public_roles", "nginx", "whatsapp_public_roles"),
     ("nginx_publish_address", "everywhere", "nginx_publish_address"),
+    ("whatsapp_deploy_fast_path", "sometimes", "whatsapp_deploy_fast_path"),
 ]
 
 
