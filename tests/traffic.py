@@ -172,7 +172,10 @@ def assert_nothing_lost(
         assert sender.error is None, f"{sender.name} stopped early: {sender.error!r}"
         assert len(sender.acked) > 20, f"{sender.name} got only {len(sender.acked)} messages acknowledged"
     missing = sorted(set(expected) - set(receiver.messages))
-    assert not missing, f"{len(missing)} acknowledged messages never reached the receiver: {missing[:10]}"
+    assert not missing, (
+        f"{len(missing)} acknowledged messages never reached the receiver: {missing[:10]}; "
+        + late_or_lost(receiver_user, conversations, missing)
+    )
     # Every acked message is the one the receiver got (same seq), and per conversation the
     # acked seqs are distinct: nothing was accepted twice.
     for conversation_id in conversations:
@@ -187,6 +190,26 @@ def assert_nothing_lost(
         seqs = [m["seq"] for m in history]
         assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
     return counts
+
+
+def late_or_lost(user: User, conversations: list[str], missing: list[str], wait: float = 120) -> str:
+    """For a failure message: of the missing messages, how many are in the history now, and
+    how many after waiting longer (late, e.g. held by a consumer on a lost node until the
+    broker gives up on it) rather than lost."""
+
+    def stored() -> set[str]:
+        return {m["id"] for c in conversations for m in user.history(c)} & set(missing)
+
+    now = stored()
+    deadline = time.monotonic() + wait
+    later = now
+    while len(later) < len(missing) and time.monotonic() < deadline:
+        time.sleep(5)
+        later = stored()
+    return (
+        f"in the history at the check: {len(now)}, {int(wait)} s later: {len(later)} "
+        f"(never stored: {sorted(set(missing) - later)[:10]})"
+    )
 
 
 @dataclass

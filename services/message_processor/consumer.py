@@ -26,7 +26,7 @@ import psycopg_pool
 import pymongo.errors
 import redis
 
-from services.common.amqp import PublishError, amqp_connection, wait_keeping_alive
+from services.common.amqp import CONSUMER_HEARTBEAT_SECONDS, PublishError, amqp_connection, wait_keeping_alive
 from services.common.mongo import ensure_message_indexes
 from services.message_processor.process import PoisonMessage, QueuedPayload, parse_payload, process_batch
 
@@ -85,7 +85,9 @@ class BatchConsumer:
 
     def _consume(self) -> None:
         s = self.settings
-        with amqp_connection(s.rabbitmq_url, timeout=s.backend_timeout_seconds) as conn:
+        with amqp_connection(
+            s.rabbitmq_url, timeout=s.backend_timeout_seconds, heartbeat=CONSUMER_HEARTBEAT_SECONDS
+        ) as conn:
             conn.ensure_connection(max_retries=1, timeout=s.backend_timeout_seconds)
             self.connection = conn
             channel = conn.channel()

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -18,7 +19,7 @@ import kombu
 import psycopg
 import psycopg_pool
 
-from services.common.amqp import amqp_connection, wait_keeping_alive
+from services.common.amqp import CONSUMER_HEARTBEAT_SECONDS, amqp_connection, wait_keeping_alive
 from services.notification import store
 from services.notification.delivery import deliver_job
 from services.notification.jobs import InvalidJob, parse_job
@@ -52,7 +53,9 @@ class JobConsumer:
 
     def _consume(self) -> None:
         s = self.settings
-        with amqp_connection(s.rabbitmq_url, timeout=s.backend_timeout_seconds) as conn:
+        with amqp_connection(
+            s.rabbitmq_url, timeout=s.backend_timeout_seconds, heartbeat=CONSUMER_HEARTBEAT_SECONDS
+        ) as conn:
             conn.ensure_connection(max_retries=1, timeout=s.backend_timeout_seconds)
             self.connection = conn
             queue = kombu.Queue(s.notifications_queue, no_declare=True)
@@ -63,10 +66,10 @@ class JobConsumer:
                     "%s: consuming %s (prefetch %d)", self.name, s.notifications_queue, s.consumer_prefetch
                 )
                 while not self.stopping.is_set():
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         conn.drain_events(timeout=1.0)
-                    except TimeoutError:
-                        conn.heartbeat_check()
+                    # Under steady traffic too (kombu sends one only when one is due).
+                    conn.heartbeat_check()
 
     def handle(self, message: kombu.Message) -> None:
         metrics = self.ctx.metrics
