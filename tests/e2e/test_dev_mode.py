@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -33,14 +34,6 @@ def inspect() -> dict:
     return json.loads(subprocess.check_output(["docker", "inspect", CONTAINER]))[0]
 
 
-def ready() -> bool:
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:8081/ready", timeout=3) as response:  # noqa: S310
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def dev_mode(deployed_stack):
     assert deployed_stack[0].returncode == 0, "the deploy failed: see the deploy test"
@@ -60,33 +53,77 @@ def test_dev_mode_runs_the_checkout_with_reload_and_debug_logging(dev_mode):
     assert mounts["/app/services"]["Source"] == str(ROOT / "services")
     assert mounts["/app/services"]["RW"] is False
     assert container["Config"]["Cmd"][:2] == ["gunicorn", "--reload"]
+    assert container["Config"]["Cmd"][-1] == "services.common.devmode:create_app('user')"
     assert "WHATSAPP_LOG_LEVEL=DEBUG" in container["Config"]["Env"]
     assert container["Config"]["Image"].startswith("whatsapp/service:dev-")
     assert container["Config"]["Labels"]["com.whatsapp.dev-mode"] == "true"
 
 
+def reloaded(before: dict, marker: str) -> None:
+    """Wait until the user service's worker logged a reload for its __init__.py."""
+    deadline = time.monotonic() + 60
+    logs = ""
+    while time.monotonic() < deadline:
+        logs = subprocess.run(
+            ["docker", "logs", "--since", before["State"]["StartedAt"], CONTAINER],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stderr
+        if logs.count("Worker reloading: /app/services/user/__init__.py modified") >= marker:
+            return
+        time.sleep(1)
+    raise AssertionError(f"no reload number {marker} in the logs:\n{logs[-2000:]}")
+
+
+def ready_status() -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:8081/ready", timeout=3) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+    except (OSError, ValueError):
+        return 0, {}
+
+
+def wait_ready_status(wanted: int) -> tuple[int, dict]:
+    deadline = time.monotonic() + 30
+    status, body = ready_status()
+    while status != wanted and time.monotonic() < deadline:
+        time.sleep(1)
+        status, body = ready_status()
+    return status, body
+
+
 def test_a_code_change_reloads_without_a_new_image_or_container(dev_mode):
+    """A change reloads the worker; a save that breaks the code answers 500 naming the error
+    and keeps the container running; the next save loads the fixed code; a deploy after the
+    change changes nothing. The same container and image throughout, never restarted."""
     before = inspect()
     original = PROBE_FILE.read_text()
+    changed_code = original + "# development mode probe: this line is removed by the test\n"
     try:
-        PROBE_FILE.write_text(original + "# development mode probe: this line is removed by the test\n")
-        deadline = time.monotonic() + 60
-        logs = ""
-        while time.monotonic() < deadline:
-            logs = subprocess.run(
-                ["docker", "logs", "--since", before["State"]["StartedAt"], CONTAINER],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stderr
-            if "Worker reloading: /app/services/user/__init__.py modified" in logs:
-                break
-            time.sleep(1)
-        assert "Worker reloading: /app/services/user/__init__.py modified" in logs, logs[-2000:]
-        deadline = time.monotonic() + 30
-        while not ready() and time.monotonic() < deadline:
-            time.sleep(1)
-        assert ready(), "the reloaded user service does not answer /ready"
+        PROBE_FILE.write_text(changed_code)
+        reloaded(before, 1)
+        assert wait_ready_status(200)[0] == 200, "the reloaded user service does not answer /ready"
+        # Gunicorn's reloader takes the files' times when the new worker starts and polls
+        # every second: a save within that first second would go unseen (as for a developer).
+        time.sleep(2)
+
+        PROBE_FILE.write_text(
+            changed_code + "raise RuntimeError('development mode probe: broken on purpose')\n"
+        )
+        reloaded(before, 2)
+        status, body = wait_ready_status(500)
+        assert status == 500, (status, body)
+        assert body["error"]["code"] == "internal_error"
+        assert "broken on purpose" in body["error"]["message"], body
+        assert inspect()["State"]["Running"]
+        time.sleep(2)
+
+        PROBE_FILE.write_text(changed_code)
+        reloaded(before, 3)
+        assert wait_ready_status(200)[0] == 200, "the fixed code was not loaded"
 
         again = deploy("-e", "whatsapp_dev_mode=true", log="dev-mode-again.log")
         assert again.returncode == 0, tail(again)
