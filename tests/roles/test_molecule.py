@@ -28,6 +28,15 @@ def no_deployed_stack_running():
     came back with the stack running, restart policy unless-stopped)."""
     result = playbook("playbooks/stop.yml", log="stop-stack.log", timeout=600)
     assert result.returncode == 0, f"playbooks/stop.yml failed:\n{tail(result)}"
+    yield
+    # The service scenarios kept the stores for each other: chat's destroy removes all four.
+    gone = run(["molecule", "destroy"], cwd=ROOT / "roles" / "chat", log="molecule-stores-destroy.log")
+    assert gone.returncode == 0, f"removing the stores the scenarios kept failed:\n{tail(gone)}"
+
+
+# Scenarios of the services: they converge the stores they need and, asked by the test
+# command, leave them running for the next one (tests/molecule/inventory: about 2 min each).
+KEEP_STORES = {"user", "chat", "message_processor", "scheduled_jobs", "notification", "gateway"}
 
 
 # Roles that only run from upstream images: with no registry (build mode, as here) their
@@ -43,7 +52,13 @@ BUILD_MODE = INVENTORY_SETTINGS.get("whatsapp_image_source") == "build"
 def test_molecule_scenario(role: str):
     if role in REGISTRY_ONLY and BUILD_MODE:
         pytest.skip(f"{role}: skipped: no registry (build mode); Debian does not package it")
-    result = run(["molecule", "test"], cwd=ROOT / "roles" / role, log=f"molecule-{role}.log", timeout=1800)
+    result = run(
+        ["molecule", "test"],
+        cwd=ROOT / "roles" / role,
+        log=f"molecule-{role}.log",
+        timeout=1800,
+        extra_env={"WHATSAPP_MOLECULE_KEEP_STORES": "1"} if role in KEEP_STORES else None,
+    )
     assert result.returncode == 0, f"molecule test failed for {role}:\n{tail(result, 150)}"
     output = result.stdout + result.stderr
     assert "verify: Executed: Successful" in output.replace("\x1b", "").replace("[0m", ""), tail(result)

@@ -277,6 +277,14 @@ def test_drain_and_worker_loss_lose_no_acknowledged_message(swarm_stack):
     assert check.returncode == 0, tail(check)
 
 
+def service_logs(service: str, lines: int = 30) -> str:
+    """The last lines each task of a service logged, read on the manager (for a failure)."""
+    result = run(
+        ["docker", "-H", MANAGER["docker_host"], "service", "logs", "--tail", str(lines), service], timeout=60
+    )
+    return f"--- {service}:\n{result.stdout}{result.stderr}"
+
+
 def service_image(service: str) -> str:
     return docker(
         MANAGER, "service", "inspect", service, "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"
@@ -285,7 +293,8 @@ def service_image(service: str) -> str:
 
 def test_rolling_update_of_one_service_loses_nothing(swarm_stack):
     """A code change to chat, deployed with --tags chat under steady traffic: its tasks are
-    replaced one at a time (start-first), then the change is taken back the same way."""
+    replaced one at a time (start-first) and no acknowledged message is lost. The change is
+    not taken back on the cluster (the next test stops and cleans it); the checkout is."""
     before = service_image("whatsapp-chat")
     others = {name: service_image(name) for name in SERVICES if name != "whatsapp-chat"}
     probe = ROOT / "services/chat/_rolling_update_probe.py"
@@ -304,33 +313,21 @@ def test_rolling_update_of_one_service_loses_nothing(swarm_stack):
         )
         TIMINGS["swarm-rolling-update"] = time.monotonic() - start
         assert forward.returncode == 0, tail(forward, 80)
-        changed_image = service_image("whatsapp-chat")
-        assert changed_image != before
-        probe.unlink()
-        back = playbook(
-            "site.yml",
-            "--tags",
-            "chat",
-            inventory=SWARM_INVENTORY,
-            log="swarm-rolling-back.log",
-            timeout=1800,
-        )
-        assert back.returncode == 0, tail(back, 80)
         time.sleep(5)
     finally:
         probe.unlink(missing_ok=True)
         traffic.stop.set()
         for sender in traffic.senders:
             sender.join(timeout=30)
-    assert service_image("whatsapp-chat") == before
-    assert {name: service_image(name) for name in others} == others
+    assert service_image("whatsapp-chat") != before, "chat's image did not change"
+    assert {name: service_image(name) for name in others} == others, "another service was updated"
     update = docker(
         MANAGER, "service", "inspect", "whatsapp-chat", "--format", "{{.UpdateStatus.State}}"
     ).strip()
     assert update == "completed"
     wait_converged()
     counts = traffic.assert_nothing_lost()
-    print(f"rolling update of whatsapp-chat there and back under traffic: {counts}")
+    print(f"rolling update of whatsapp-chat under traffic: {counts}")
 
 
 def test_stop_start_and_clean_work_on_the_swarm(swarm_stack):
@@ -364,7 +361,10 @@ def test_stop_start_and_clean_work_on_the_swarm(swarm_stack):
             break
         time.sleep(1)
     TIMINGS["swarm-start-api-answers"] = time.monotonic() - start
-    assert answer.status_code == 200, answer.text
+    assert answer.status_code == 200, (
+        f"{answer.status_code} {answer.text} (request {answer.headers.get('X-Request-ID')}); "
+        f"services: {services()}\n{service_logs('whatsapp-nginx')}\n{service_logs('whatsapp-gateway')}"
+    )
     assert [m["body"] for m in alice.history(conversation)] == ["kept"]
 
     volumes_before = {
