@@ -142,8 +142,8 @@ def service_tasks(service: str) -> list[dict]:
 
 
 # The whole stack on the lab (test_swarm_stack.py: a cold deploy that streams every image to
-# the nodes, a second deploy, the fault test, a rolling update there and back, stop, start
-# and clean) takes about 25 minutes on 2 cores: with it the test command would not fit CI's
+# the nodes, a second deploy, the fault test, a rolling update, stop, start and clean)
+# takes about 25 minutes on 2 cores: with it the test command would not fit CI's
 # 90 minutes, so it runs when asked:
 #   WHATSAPP_TEST_SWARM_STACK=1 ./scripts/test.sh tests/swarm
 STACK_TESTS_WANTED = os.environ.get("WHATSAPP_TEST_SWARM_STACK") == "1"

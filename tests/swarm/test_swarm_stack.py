@@ -266,7 +266,7 @@ def test_drain_and_worker_loss_lose_no_acknowledged_message(swarm_stack):
             sender.join(timeout=30)
         subprocess.run(["docker", "start", killed["name"]], capture_output=True, check=False)
     print(f"tasks on the killed node: {had_tasks}")
-    counts = traffic.assert_nothing_lost()
+    counts = nothing_lost(traffic)
     print(counts)
 
     # The stack is whole again and the health table is green on the swarm too.
@@ -283,6 +283,16 @@ def service_logs(service: str, lines: int = 30) -> str:
         ["docker", "-H", MANAGER["docker_host"], "service", "logs", "--tail", str(lines), service], timeout=60
     )
     return f"--- {service}:\n{result.stdout}{result.stderr}"
+
+
+def nothing_lost(traffic: Traffic) -> str:
+    """traffic.assert_nothing_lost(), with what the message path logged when it fails."""
+    try:
+        return traffic.assert_nothing_lost()
+    except AssertionError as error:
+        path = ("whatsapp-message-processor", "whatsapp-chat", "whatsapp-rabbitmq")
+        logs = "\n".join(service_logs(name) for name in path)
+        raise AssertionError(f"{error}\nservices: {services()}\n{logs}") from None
 
 
 def service_image(service: str) -> str:
@@ -326,7 +336,7 @@ def test_rolling_update_of_one_service_loses_nothing(swarm_stack):
     ).strip()
     assert update == "completed"
     wait_converged()
-    counts = traffic.assert_nothing_lost()
+    counts = nothing_lost(traffic)
     print(f"rolling update of whatsapp-chat under traffic: {counts}")
 
 
