@@ -71,6 +71,17 @@ def test_database_is_utf8_and_sized_from_the_memory_limit():
         assert conn.execute("SHOW password_encryption").fetchone()[0] == "scram-sha-256"
 
 
+def test_a_vanished_client_does_not_keep_its_locks():
+    """Dead peers are probed by TCP keepalives, and a transaction left idle is ended: a
+    client killed mid-transaction (its node lost, no FIN or RST) releases its row locks."""
+    with connect(VARS["superuser"]) as conn:
+        assert conn.execute("SHOW tcp_keepalives_idle").fetchone()[0] == "10s"
+        assert conn.execute("SHOW tcp_keepalives_interval").fetchone()[0] == "5s"
+        assert conn.execute("SHOW tcp_keepalives_count").fetchone()[0] == "4"
+        timeout = conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0]
+        assert timeout == f"{VARS['idle_in_transaction_timeout']}s"
+
+
 @pytest.mark.parametrize("login", sorted(LOGINS))
 def test_every_service_login_connects(login):
     with connect(login) as conn:
