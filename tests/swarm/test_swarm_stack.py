@@ -217,8 +217,13 @@ def test_contract_flows_and_messages_across_nodes(swarm_stack):
         with alice.socket() as alice_socket:
             ack = alice_socket.send_message(conversation, "and back", client_msg_id="swarm-2")
             assert ack["type"] == "message.ack"
-        history = bob.history(conversation)
-        assert [m["body"] for m in history][-2:] == ["across nodes", "and back"]
+        # Stored by message_processor after the ack: the history catches up within seconds.
+        deadline = time.monotonic() + 30
+        bodies = [m["body"] for m in bob.history(conversation)]
+        while bodies[-2:] != ["across nodes", "and back"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            bodies = [m["body"] for m in bob.history(conversation)]
+        assert bodies[-2:] == ["across nodes", "and back"]
     finally:
         for sock in sockets:
             sock.close()
@@ -349,6 +354,10 @@ def test_stop_start_and_clean_work_on_the_swarm(swarm_stack):
         "POST", f"/conversations/{conversation}/messages", {"client_msg_id": "keep-1", "body": "kept"}
     )
     assert sent.status_code == 201, sent.text
+    deadline = time.monotonic() + 30
+    while not alice.history(conversation) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [m["body"] for m in alice.history(conversation)] == ["kept"], "not stored before the stop"
 
     stop = playbook("playbooks/stop.yml", inventory=SWARM_INVENTORY, log="swarm-stop.log", timeout=900)
     assert stop.returncode == 0, tail(stop, 60)
