@@ -59,8 +59,8 @@ def test_dev_mode_runs_the_checkout_with_reload_and_debug_logging(dev_mode):
     assert container["Config"]["Labels"]["com.whatsapp.dev-mode"] == "true"
 
 
-def reloaded(before: dict, marker: str) -> None:
-    """Wait until the user service's worker logged a reload for its __init__.py."""
+def reloaded(before: dict, count: int) -> None:
+    """Wait until the user service's worker logged `count` reloads for its __init__.py."""
     deadline = time.monotonic() + 60
     logs = ""
     while time.monotonic() < deadline:
@@ -70,10 +70,10 @@ def reloaded(before: dict, marker: str) -> None:
             text=True,
             check=True,
         ).stderr
-        if logs.count("Worker reloading: /app/services/user/__init__.py modified") >= marker:
+        if logs.count("Worker reloading: /app/services/user/__init__.py modified") >= count:
             return
         time.sleep(1)
-    raise AssertionError(f"no reload number {marker} in the logs:\n{logs[-2000:]}")
+    raise AssertionError(f"no reload number {count} in the logs:\n{logs[-2000:]}")
 
 
 def ready_status() -> tuple[int, dict]:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -195,6 +196,17 @@ def test_second_deploy_changes_nothing(swarm_stack):
     assert changed(again) == 0, tail(again, 120)
 
 
+def history_bodies(user: User, conversation: str, done: Callable[[list[str]], bool]) -> list[str]:
+    """The bodies in a conversation's history, read again until `done` holds or 30 s passed:
+    message_processor stores a message a moment after chat acknowledged it."""
+    deadline = time.monotonic() + 30
+    bodies = [m["body"] for m in user.history(conversation)]
+    while not done(bodies) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        bodies = [m["body"] for m in user.history(conversation)]
+    return bodies
+
+
 def test_contract_flows_and_messages_across_nodes(swarm_stack):
     alice, bob = User("Alice on the swarm"), User("Bob on the swarm")
     conversation = alice.direct_with(bob)
@@ -217,12 +229,7 @@ def test_contract_flows_and_messages_across_nodes(swarm_stack):
         with alice.socket() as alice_socket:
             ack = alice_socket.send_message(conversation, "and back", client_msg_id="swarm-2")
             assert ack["type"] == "message.ack"
-        # Stored by message_processor after the ack: the history catches up within seconds.
-        deadline = time.monotonic() + 30
-        bodies = [m["body"] for m in bob.history(conversation)]
-        while bodies[-2:] != ["across nodes", "and back"] and time.monotonic() < deadline:
-            time.sleep(0.5)
-            bodies = [m["body"] for m in bob.history(conversation)]
+        bodies = history_bodies(bob, conversation, lambda b: b[-2:] == ["across nodes", "and back"])
         assert bodies[-2:] == ["across nodes", "and back"]
     finally:
         for sock in sockets:
@@ -354,10 +361,7 @@ def test_stop_start_and_clean_work_on_the_swarm(swarm_stack):
         "POST", f"/conversations/{conversation}/messages", {"client_msg_id": "keep-1", "body": "kept"}
     )
     assert sent.status_code == 201, sent.text
-    deadline = time.monotonic() + 30
-    while not alice.history(conversation) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert [m["body"] for m in alice.history(conversation)] == ["kept"], "not stored before the stop"
+    assert history_bodies(alice, conversation, bool) == ["kept"], "not stored before the stop"
 
     stop = playbook("playbooks/stop.yml", inventory=SWARM_INVENTORY, log="swarm-stop.log", timeout=900)
     assert stop.returncode == 0, tail(stop, 60)
