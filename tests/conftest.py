@@ -66,6 +66,16 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     }
 
 
+FAST_PATH = re.compile(r"Fast path: (\d+) of (\d+) roles unchanged")
+
+
+def fast_path(output: str) -> tuple[int, int]:
+    """site.yml's fast path line: (roles skipped, roles selected); fails when it is missing."""
+    found = FAST_PATH.search(output)
+    assert found, f"no fast path line in the run's output:\n{output[-3000:]}"
+    return int(found[1]), int(found[2])
+
+
 def playbook(
     *args: str, inventory: str = TEST_INVENTORY, log: str | None = None, timeout: float = 1800
 ) -> subprocess.CompletedProcess[str]:

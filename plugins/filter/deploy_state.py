@@ -7,6 +7,11 @@ the role's containers, when every one of them is running and healthy. The next r
 role whose fingerprint is the same and whose recorded containers are all still there,
 running and healthy, with no other container of that role beside them. docker_host (the
 networks and the base image) is skipped only when every selected role is.
+
+The containers are playbooks/tasks/stack_containers.yml's entries ({name, role, state,
+health, ...}), which parses Docker's health once for every playbook. On Swarm they are the
+running task containers of every node, named <service>.<slot>@<node>: a task moved to
+another node, or a replica more or less, runs its role in full.
 """
 
 from __future__ import annotations
@@ -36,25 +41,22 @@ options:
 STATE_VERSION = 1
 
 
-def _container_name(container: Mapping[str, Any]) -> str:
-    names = container.get("Names") or [""]
-    return str(names[0]).lstrip("/")
-
-
 def _healthy(container: Mapping[str, Any]) -> bool:
-    """Running, and healthy when it has a health check (Status: "Up 3 minutes (healthy)")."""
-    status = str(container.get("Status", ""))
-    if container.get("State") != "running":
-        return False
-    return "(unhealthy)" not in status and "health: starting" not in status
+    """Running, and healthy when it has a health check (health "none" when it has none)."""
+    return container.get("state") == "running" and container.get("health") in ("healthy", "none")
 
 
 def _by_role(containers: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     out: dict[str, list[Mapping[str, Any]]] = {}
     for container in containers:
-        role = (container.get("Labels") or {}).get("com.whatsapp.role", "")
-        out.setdefault(role, []).append(container)
+        out.setdefault(str(container.get("role", "")), []).append(container)
     return out
+
+
+def _names(containers: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Sorted, each once: in a rolling update on Swarm a slot's old and new task may both run
+    on one node for a moment."""
+    return sorted({str(c["name"]) for c in containers})
 
 
 def deploy_fingerprints(
@@ -92,7 +94,7 @@ def deploy_unchanged(
         if entry.get("fingerprint") != fingerprints.get(role):
             continue
         mine = present.get(role, [])
-        if sorted(_container_name(c) for c in mine) != sorted(entry.get("containers", [])):
+        if _names(mine) != sorted(entry.get("containers", [])):
             continue
         if all(_healthy(c) for c in mine):
             unchanged.append(role)
@@ -125,7 +127,7 @@ def deploy_state(
             continue
         roles[role] = {
             "fingerprint": fingerprints[role],
-            "containers": sorted(_container_name(c) for c in mine),
+            "containers": _names(mine),
         }
     return {"version": STATE_VERSION, "roles": dict(sorted(roles.items()))}
 

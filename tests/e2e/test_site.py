@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import time
 
 import pytest
 import redis
 import yaml
-from conftest import ROOT, TEST_INVENTORY, recap, run, tail
+from conftest import ROOT, TEST_INVENTORY, fast_path, recap, run, tail
 
 GROUP_VARS = {}
 for path in sorted((ROOT / "group_vars/all").glob("*.yml")):
@@ -27,9 +26,6 @@ def first_deploy(deployed_stack):
 def test_deploy_succeeds(first_deploy):
     assert first_deploy.returncode == 0, tail(first_deploy, 120)
     assert recap(first_deploy.stdout)["localhost"]["failed"] == 0
-
-
-FAST_PATH = re.compile(r"Fast path: (\d+) of (\d+) roles unchanged")
 
 
 def deploy(log: str, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
@@ -49,7 +45,7 @@ def test_second_deploy_changes_nothing(first_deploy, deployed_stack):
     warm, warm_s = deploy("deploy-2.log")
     assert warm.returncode == 0, tail(warm, 120)
     assert recap(warm.stdout)["localhost"]["changed"] == 0, tail(warm, 120)
-    skipped, selected = map(int, FAST_PATH.search(warm.stdout).groups())
+    skipped, selected = fast_path(warm.stdout)
     assert skipped == selected == len(GROUP_VARS["whatsapp_roles"]), tail(warm, 40)
     print(
         f"deploy: first {deployed_stack[1]:.1f} s, second (changed=0): {full_s:.1f} s every task, "
@@ -64,7 +60,7 @@ def test_the_fast_path_still_heals_a_stopped_container(first_deploy):
     subprocess.run(["docker", "stop", name], check=True, capture_output=True)
     healed, seconds = deploy("deploy-heal.log")
     assert healed.returncode == 0, tail(healed, 120)
-    skipped, selected = map(int, FAST_PATH.search(healed.stdout).groups())
+    skipped, selected = fast_path(healed.stdout)
     # redis runs in full, and so does docker_host (it is skipped only when every role is).
     assert (skipped, selected) == (selected - 2, len(GROUP_VARS["whatsapp_roles"])), tail(healed, 40)
     state = json.loads(subprocess.check_output(["docker", "inspect", name]))[0]["State"]
@@ -113,6 +109,10 @@ def test_a_code_change_re_creates_only_that_service(first_deploy):
     finally:
         probe.unlink()
     assert changed.returncode == 0, tail(changed, 120)
+    # Each Python service's fingerprint covers its own package: only notification's role runs
+    # in full (and docker_host, which runs whenever any role does).
+    skipped, selected = fast_path(changed.stdout)
+    assert (skipped, selected) == (selected - 2, len(GROUP_VARS["whatsapp_roles"])), tail(changed, 40)
     after = container_ids()
     assert {name for name in before if after.get(name) != before[name]} == {"whatsapp-notification"}
     # Back to the committed code: that service's earlier image is still tagged, nothing builds.

@@ -13,8 +13,9 @@ spec.loader.exec_module(deploy_state)
 ROLES = ["docker_host", "redis", "chat"]
 
 
-def container(name: str, role: str, state: str = "running", status: str = "Up 2 minutes (healthy)") -> dict:
-    return {"Names": [f"/{name}"], "State": state, "Status": status, "Labels": {"com.whatsapp.role": role}}
+def container(name: str, role: str, state: str = "running", health: str = "healthy") -> dict:
+    """An entry of playbooks/tasks/stack_containers.yml."""
+    return {"name": name, "role": role, "state": state, "health": health}
 
 
 HEALTHY = [container("whatsapp-redis", "redis"), container("whatsapp-chat", "chat")]
@@ -52,9 +53,9 @@ def test_a_changed_role_runs_and_so_does_docker_host():
 
 
 def test_a_stopped_unhealthy_starting_missing_or_extra_container_runs_its_role():
-    stopped = [container("whatsapp-redis", "redis", state="exited", status="Exited (0)"), HEALTHY[1]]
-    unhealthy = [container("whatsapp-redis", "redis", status="Up 1 minute (unhealthy)"), HEALTHY[1]]
-    starting = [container("whatsapp-redis", "redis", status="Up 3 seconds (health: starting)"), HEALTHY[1]]
+    stopped = [container("whatsapp-redis", "redis", state="exited", health="none"), HEALTHY[1]]
+    unhealthy = [container("whatsapp-redis", "redis", health="unhealthy"), HEALTHY[1]]
+    starting = [container("whatsapp-redis", "redis", health="starting"), HEALTHY[1]]
     missing = [HEALTHY[1]]
     extra = [*HEALTHY, container("whatsapp-chat-2", "chat")]
     for containers, runs in [
@@ -70,7 +71,7 @@ def test_a_stopped_unhealthy_starting_missing_or_extra_container_runs_its_role()
 
 
 def test_a_container_without_health_check_counts_when_running():
-    plain = [container("whatsapp-redis", "redis", status="Up 5 minutes"), HEALTHY[1]]
+    plain = [container("whatsapp-redis", "redis", health="none"), HEALTHY[1]]
     assert deploy_state.deploy_unchanged(PRINTS, recorded(plain), plain, ROLES) == ROLES
 
 
@@ -92,10 +93,27 @@ def test_tags_select_the_roles_and_docker_host_follows_the_selection():
 
 
 def test_the_record_drops_a_role_whose_containers_are_not_all_healthy():
-    unhealthy = [container("whatsapp-redis", "redis", status="Up 1 minute (unhealthy)"), HEALTHY[1]]
+    unhealthy = [container("whatsapp-redis", "redis", health="unhealthy"), HEALTHY[1]]
     state = deploy_state.deploy_state(PRINTS, unhealthy, ROLES, recorded())
     assert "redis" not in state["roles"]
     assert state["roles"]["chat"] == {"fingerprint": PRINTS["chat"], "containers": ["whatsapp-chat"]}
     assert state["roles"]["docker_host"]["fingerprint"] == PRINTS["docker_host"]
     # A role with nothing running (disabled, or skipped in build mode) is recorded with none.
     assert deploy_state.deploy_state(PRINTS, [], ["redis"], None)["roles"]["redis"]["containers"] == []
+
+
+def test_on_swarm_a_moved_task_or_another_replica_runs_the_role_and_an_update_overlap_does_not():
+    tasks = [
+        container("whatsapp-redis.1@node1", "redis"),
+        container("whatsapp-chat.1@node2", "chat"),
+        container("whatsapp-chat.2@node3", "chat"),
+    ]
+    # A start-first update: the slot's old and new task both ran on node2 when it was recorded.
+    overlap = [*tasks, container("whatsapp-chat.1@node2", "chat")]
+    state = deploy_state.deploy_state(PRINTS, overlap, ROLES, None)
+    assert state["roles"]["chat"]["containers"] == ["whatsapp-chat.1@node2", "whatsapp-chat.2@node3"]
+    assert deploy_state.deploy_unchanged(PRINTS, state, tasks, ROLES) == ROLES
+    moved = [tasks[0], container("whatsapp-chat.1@node1", "chat"), tasks[2]]
+    third = [*tasks, container("whatsapp-chat.3@node1", "chat")]
+    for now in (moved, third, tasks[:2]):
+        assert deploy_state.deploy_unchanged(PRINTS, state, now, ROLES) == ["redis"], now

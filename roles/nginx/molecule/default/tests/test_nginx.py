@@ -104,7 +104,8 @@ def test_service_metrics_and_readiness_are_not_exposed():
 def test_a_changed_setting_is_validated_and_reloaded_not_restarted(host):
     before = lib.inspect(host, SPEC["name"])
     output = lib.converge_again("-e", "nginx_rate_limit_api_burst=321")
-    assert "RUNNING HANDLER [nginx : Reload nginx in its container]" in output
+    assert "RUNNING HANDLER [nginx : Reload nginx]" in output
+    assert "whatsapp-nginx: nginx -s reload" in output, output[-3000:]
     assert "burst=321" in Path(VARS["config"]).read_text()
     after = lib.inspect(host, SPEC["name"])
     assert after["Id"] == before["Id"] and after["State"]["StartedAt"] == before["State"]["StartedAt"]

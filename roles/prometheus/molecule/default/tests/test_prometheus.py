@@ -155,6 +155,7 @@ def test_a_changed_setting_is_checked_and_reloaded_not_restarted(host):
         *ROLE_ONLY, "-e", "prometheus_scrape_interval=7s", "-e", "prometheus_alert_queue_depth=4321"
     )
     assert "RUNNING HANDLER [prometheus : Send SIGHUP to prometheus]" in output
+    assert "RUNNING HANDLER [prometheus : Wait until prometheus reports the reload]" in output
     assert "scrape_interval: 7s" in api("/api/v1/status/config")["yaml"]
     assert "4321" in json.dumps(api("/api/v1/rules"))
     after = lib.inspect(host, NAME)
