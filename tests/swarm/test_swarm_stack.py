@@ -191,14 +191,47 @@ def test_prometheus_scrapes_every_task_of_every_service(swarm_stack):
 
 def test_second_deploy_changes_nothing(swarm_stack):
     """As operators run it: the fast path reads every node's tasks, finds each role's
-    recorded tasks running and healthy, and skips every role (each task of the roles runs,
-    changed=0, in test_swarm_stack_operations.py when asked)."""
+    recorded tasks running and healthy, and skips every role. Then every task of the
+    cluster and of one role of each kind (a store pinned to the data node, replicated
+    stateless chat, nginx published on the entry) runs again: changed=0."""
     start = time.monotonic()
     again = playbook("site.yml", inventory=SWARM_INVENTORY, log="swarm-deploy-2.log", timeout=1800)
     TIMINGS["swarm-deploy-warm"] = time.monotonic() - start
     assert changed(again) == 0, tail(again, 120)
     skipped, selected = fast_path(again.stdout)
     assert skipped == selected == len(stack_client.GROUP_VARS["whatsapp_roles"]), tail(again, 40)
+
+    start = time.monotonic()
+    kinds = playbook(
+        "site.yml",
+        "--tags",
+        "swarm_cluster,postgres,chat,nginx",
+        "-e",
+        "whatsapp_deploy_fast_path=false",
+        inventory=SWARM_INVENTORY,
+        log="swarm-deploy-2-kinds.log",
+        timeout=1800,
+    )
+    TIMINGS["swarm-deploy-warm-every-task-4-roles"] = time.monotonic() - start
+    assert changed(kinds) == 0, tail(kinds, 120)
+    for service in ("whatsapp-postgres", "whatsapp-chat", "whatsapp-nginx"):
+        assert f"Create or update the Swarm service {service}" in kinds.stdout, service
+
+
+@pytest.mark.swarm_operations
+def test_second_deploy_with_every_task_changes_nothing(swarm_stack):
+    start = time.monotonic()
+    again = playbook(
+        "site.yml",
+        "-e",
+        "whatsapp_deploy_fast_path=false",
+        inventory=SWARM_INVENTORY,
+        log="swarm-deploy-2-full.log",
+        timeout=1800,
+    )
+    TIMINGS["swarm-deploy-warm-every-task"] = time.monotonic() - start
+    assert changed(again) == 0, tail(again, 120)
+    assert fast_path(again.stdout)[0] == 0, tail(again, 40)
 
 
 def history_bodies(user: User, conversation: str, done: Callable[[list[str]], bool]) -> list[str]:
@@ -318,6 +351,7 @@ def service_image(service: str) -> str:
     ).strip()
 
 
+@pytest.mark.swarm_operations
 def test_rolling_update_of_one_service_loses_nothing(swarm_stack):
     """A code change to chat, deployed with --tags chat under steady traffic: its tasks are
     replaced one at a time (start-first) and no acknowledged message is lost. The change is
@@ -357,6 +391,7 @@ def test_rolling_update_of_one_service_loses_nothing(swarm_stack):
     print(f"rolling update of whatsapp-chat under traffic: {counts}")
 
 
+@pytest.mark.swarm_operations
 def test_stop_start_and_clean_work_on_the_swarm(swarm_stack):
     """stop scales every service to 0 and keeps the data; start brings every service back
     healthy with the data; clean removes the services, the overlays and (asked) the volumes."""
