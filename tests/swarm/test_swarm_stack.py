@@ -101,13 +101,28 @@ def converged() -> bool:
     return True
 
 
-def wait_converged(timeout: float = 180) -> float:
+def wait_converged(timeout: float = 300) -> float:
+    """Seconds until converged(); on 2 cores shared with other work a store's task can be
+    restarted on the way (Swarm replaces a task whose health check keeps failing)."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if converged():
             return time.monotonic() - start
         time.sleep(1)
-    raise AssertionError(f"services not back to full strength after {timeout} s: {services()}")
+    history = "\n".join(
+        docker(
+            MANAGER,
+            "service",
+            "ps",
+            "--no-trunc",
+            "--format",
+            "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
+            name,
+            check=False,
+        )
+        for name in SERVICES
+    )
+    raise AssertionError(f"services not back to full strength after {timeout} s: {services()}\n{history}")
 
 
 def task_nodes(service: str) -> Counter:
