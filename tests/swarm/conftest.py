@@ -34,11 +34,14 @@ BASE_IMAGE: str = GROUP_VARS["whatsapp_base_image"]
 TIMINGS: dict[str, float] = {}
 
 
-def lab_playbook(name: str, *extra: str, log: str) -> subprocess.CompletedProcess[str]:
-    """One of the swarm playbooks against inventories/swarm, timed into TIMINGS under log."""
+def lab_playbook(
+    path: str, *extra: str, log: str, timing: str | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """A playbook (path from the project's root) against inventories/swarm, timed into
+    TIMINGS under `timing` (default: the log's name)."""
     start = time.monotonic()
-    result = playbook(f"playbooks/{name}", *extra, inventory=SWARM_INVENTORY, log=log, timeout=900)
-    TIMINGS[log.removesuffix(".log")] = time.monotonic() - start
+    result = playbook(path, *extra, inventory=SWARM_INVENTORY, log=log, timeout=timeout)
+    TIMINGS[timing or log.removesuffix(".log")] = time.monotonic() - start
     return result
 
 
@@ -77,19 +80,23 @@ def swarm_lab():
         done = subprocess.CompletedProcess(["(deployed by hand)"], 0, "", "")
         yield Lab(done, done, {})
         return
-    gone = lab_playbook("swarm_lab.yml", "-e", "swarm_lab_state=absent", log="swarm-lab-absent-before.log")
+    gone = lab_playbook(
+        "playbooks/swarm_lab.yml", "-e", "swarm_lab_state=absent", log="swarm-lab-absent-before.log"
+    )
     assert gone.returncode == 0, tail(gone)
     try:
-        lab_up = lab_playbook("swarm_lab.yml", log="swarm-lab-up.log")
+        lab_up = lab_playbook("playbooks/swarm_lab.yml", log="swarm-lab-up.log")
         assert lab_up.returncode == 0, tail(lab_up)
-        cluster_up = lab_playbook("swarm_cluster.yml", log="swarm-cluster-join.log")
+        cluster_up = lab_playbook("playbooks/swarm_cluster.yml", log="swarm-cluster-join.log")
         assert cluster_up.returncode == 0, tail(cluster_up)
         node_ids = {
             node["name"]: docker(node, "info", "--format", "{{.Swarm.NodeID}}").strip() for node in NODES
         }
         yield Lab(lab_up, cluster_up, node_ids)
     finally:
-        down = lab_playbook("swarm_lab.yml", "-e", "swarm_lab_state=absent", log="swarm-lab-absent.log")
+        down = lab_playbook(
+            "playbooks/swarm_lab.yml", "-e", "swarm_lab_state=absent", log="swarm-lab-absent.log"
+        )
         assert down.returncode == 0, tail(down)
 
 
@@ -121,11 +128,14 @@ def distributed_image(swarm_lab):
     try:
         image_id = run(["docker", "image", "inspect", "-f", "{{.Id}}", image]).stdout.strip()
         first = lab_playbook(
-            "swarm_image.yml", "-e", f"swarm_cluster_image={image}", log="swarm-image-distribute.log"
+            "playbooks/swarm_image.yml",
+            "-e",
+            f"swarm_cluster_image={image}",
+            log="swarm-image-distribute.log",
         )
         assert first.returncode == 0, tail(first)
         second = lab_playbook(
-            "swarm_image.yml", "-e", f"swarm_cluster_image={image}", log="swarm-image-again.log"
+            "playbooks/swarm_image.yml", "-e", f"swarm_cluster_image={image}", log="swarm-image-again.log"
         )
         assert second.returncode == 0, tail(second)
         yield Distribution(image, image_id, first, second)

@@ -29,6 +29,7 @@ from swarm.conftest import (
     TIMINGS,
     changed,
     docker,
+    lab_playbook,
     service_tasks,
 )
 
@@ -59,11 +60,9 @@ WORKERS = [node for node in NODES if node["role"] == "worker"]
 @pytest.fixture(scope="session")
 def swarm_stack(swarm_lab):
     """The stack deployed once onto the lab with the README's deploy command's playbook."""
-    start = time.monotonic()
     if os.environ.get("WHATSAPP_SWARM_DEPLOYED") == "1":
         return subprocess.CompletedProcess(["(deployed by hand)"], 0, "whatsapp-chat.1@ (by hand)", "")
-    result = playbook("site.yml", inventory=SWARM_INVENTORY, log="swarm-deploy-1.log", timeout=2400)
-    TIMINGS["swarm-deploy-cold"] = time.monotonic() - start
+    result = lab_playbook("site.yml", log="swarm-deploy-1.log", timing="swarm-deploy-cold", timeout=2400)
     assert result.returncode == 0, tail(result, 120)
     return result
 
@@ -210,25 +209,21 @@ def test_second_deploy_changes_nothing(swarm_stack):
     changed=0 holds for them too). Then every task of one role of each kind runs again (a
     store pinned to the data node, replicated stateless chat, nginx published on the
     entry): changed=0."""
-    start = time.monotonic()
-    again = playbook("site.yml", inventory=SWARM_INVENTORY, log="swarm-deploy-2.log", timeout=1800)
-    TIMINGS["swarm-deploy-warm"] = time.monotonic() - start
+    again = lab_playbook("site.yml", log="swarm-deploy-2.log", timing="swarm-deploy-warm", timeout=1800)
     assert changed(again) == 0, tail(again, 120)
     skipped, selected = fast_path(again.stdout)
     assert skipped == selected == len(stack_client.GROUP_VARS["whatsapp_roles"]), tail(again, 40)
 
-    start = time.monotonic()
-    kinds = playbook(
+    kinds = lab_playbook(
         "site.yml",
         "--tags",
         "postgres,chat,nginx",
         "-e",
         "whatsapp_deploy_fast_path=false",
-        inventory=SWARM_INVENTORY,
         log="swarm-deploy-2-kinds.log",
+        timing="swarm-deploy-warm-every-task-3-roles",
         timeout=1800,
     )
-    TIMINGS["swarm-deploy-warm-every-task-3-roles"] = time.monotonic() - start
     assert changed(kinds) == 0, tail(kinds, 120)
     for service in ("whatsapp-postgres", "whatsapp-chat", "whatsapp-nginx"):
         assert f"Create or update the Swarm service {service}" in kinds.stdout, service
@@ -236,16 +231,14 @@ def test_second_deploy_changes_nothing(swarm_stack):
 
 @pytest.mark.swarm_operations
 def test_second_deploy_with_every_task_changes_nothing(swarm_stack):
-    start = time.monotonic()
-    again = playbook(
+    again = lab_playbook(
         "site.yml",
         "-e",
         "whatsapp_deploy_fast_path=false",
-        inventory=SWARM_INVENTORY,
         log="swarm-deploy-2-full.log",
+        timing="swarm-deploy-warm-every-task",
         timeout=1800,
     )
-    TIMINGS["swarm-deploy-warm-every-task"] = time.monotonic() - start
     assert changed(again) == 0, tail(again, 120)
     assert fast_path(again.stdout)[0] == 0, tail(again, 40)
 
@@ -379,16 +372,14 @@ def test_rolling_update_of_one_service_loses_nothing(swarm_stack):
     try:
         time.sleep(5)
         probe.write_text('"""Written by tests/swarm/test_swarm_stack.py: a code change to chat."""\n')
-        start = time.monotonic()
-        forward = playbook(
+        forward = lab_playbook(
             "site.yml",
             "--tags",
             "chat",
-            inventory=SWARM_INVENTORY,
             log="swarm-rolling-forward.log",
+            timing="swarm-rolling-update",
             timeout=1800,
         )
-        TIMINGS["swarm-rolling-update"] = time.monotonic() - start
         assert forward.returncode == 0, tail(forward, 80)
         time.sleep(5)
     finally:
