@@ -127,7 +127,7 @@ def healthcheck_test(name: str) -> list[str] | None:
     return test[1:]
 
 
-def healthcheck_cost(container: Container, runs: int) -> tuple[float, bool]:
+def healthcheck_cost(container: Container, runs: int, idle_window: float = 1.0) -> tuple[float, bool]:
     """(CPU-ms per run of its health check inside the container, every run passed).
 
     The container's own idle CPU over the same time is measured first and subtracted."""
@@ -136,7 +136,7 @@ def healthcheck_cost(container: Container, runs: int) -> tuple[float, bool]:
         return float("nan"), True
     idle_before = read_cpu_seconds(container.path)
     t0 = time.monotonic()
-    time.sleep(1.0)
+    time.sleep(idle_window)
     idle_rate = (read_cpu_seconds(container.path) - idle_before) / (time.monotonic() - t0)
     passed = True
     start_cpu, start = read_cpu_seconds(container.path), time.monotonic()
