@@ -12,6 +12,7 @@ import threading
 
 from flask import Flask
 
+from services.chat.accept import Acceptor
 from services.chat.context import ChatContext, init_chat_context
 from services.chat.hub import Hub
 from services.chat.outbox import start_relay
@@ -31,6 +32,7 @@ def create_app(settings: ChatSettings | None = None, *, background: bool = True)
     app = create_base_app(settings.service_name, settings)
     context = ChatContext.create(settings, metrics_of(app).registry)
     context.hub = Hub(context)
+    context.acceptor = Acceptor(context)
     init_chat_context(app, context)
     add_readiness_check(app, "postgres", context.db.check)
     add_readiness_check(app, "redis", lambda: redis_check(context.redis))
@@ -41,5 +43,6 @@ def create_app(settings: ChatSettings | None = None, *, background: bool = True)
     init_ws(app, settings.ws_max_frame_bytes, settings.ws_ping_interval_seconds)
     if background:
         context.hub.start()
+        context.acceptor.start()
         start_relay(context, threading.Event())
     return app

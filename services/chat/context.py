@@ -17,6 +17,7 @@ from services.common.mongo import create_mongo
 from services.common.redis_client import create_redis
 
 if TYPE_CHECKING:
+    from services.chat.accept import Acceptor
     from services.chat.hub import Hub
 
 EXTENSION = "whatsapp_chat"
@@ -29,6 +30,10 @@ class ChatMetrics:
     frames_received: Counter
     frames_sent: Counter
     send_seconds: Histogram
+    accept_batch_size: Histogram
+    accept_record_seconds: Histogram
+    order_gaps_filled: Counter
+    order_gaps_forced: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ChatMetrics:
@@ -58,6 +63,28 @@ class ChatMetrics:
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
                 registry=registry,
             ),
+            accept_batch_size=Histogram(
+                "whatsapp_accept_batch_size",
+                "Messages recorded together in one PostgreSQL transaction and published together.",
+                buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+                registry=registry,
+            ),
+            accept_record_seconds=Histogram(
+                "whatsapp_accept_record_seconds",
+                "Time of one accept batch's PostgreSQL transaction (membership, seqs, record).",
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                registry=registry,
+            ),
+            order_gaps_filled=Counter(
+                "whatsapp_order_gaps_filled_total",
+                "Gaps in one socket's message.new seqs looked up in PostgreSQL (frames held meanwhile).",
+                registry=registry,
+            ),
+            order_gaps_forced=Counter(
+                "whatsapp_order_gaps_forced_total",
+                "Gaps given up on after order_gap_max_ms (the held frames sent; the missing one late).",
+                registry=registry,
+            ),
         )
 
 
@@ -70,6 +97,7 @@ class ChatContext:
     publisher: ConfirmedPublisher
     metrics: ChatMetrics
     hub: Hub | None = None
+    acceptor: Acceptor | None = None
 
     @classmethod
     def create(cls, settings: ChatSettings, registry: CollectorRegistry) -> ChatContext:

@@ -9,6 +9,8 @@ Pub/sub is fire-and-forget, so delivery does not rest on it alone: a socket that
 (or an instance whose subscription was broken and is back) catches up from MongoDB,
 every message after the seq its clients reported delivered, in seq order; live frames
 that arrive meanwhile are held and sent after, minus the ones catch-up already sent.
+Each socket keeps one conversation's frames in seq order (Connection): a frame whose
+predecessor is missing waits, and the gap is filled from PostgreSQL.
 
 Presence: `presence:<user>` exists while any socket of the user is open anywhere (TTL,
 refreshed by a heartbeat); `sockets:<user>` is a sorted set of socket keys scored by their
@@ -46,7 +48,17 @@ _CLOSE = object()
 
 
 class Connection:
-    """One client socket: frames go through a bounded queue to one writer (never interleaved)."""
+    """One client socket: frames go through a bounded queue to one writer (never interleaved).
+
+    Order (the contract): one conversation's `message.new` frames leave in increasing seq.
+    Live frames can arrive out of order (two chat instances publish one conversation's
+    messages, two processors fan them out, a batch is redelivered): a frame whose
+    predecessor was not sent is held, the hub fills the gap from PostgreSQL after
+    `order_gap_wait_ms` (or it arrives meanwhile), and a frame already sent is not sent
+    again. If a predecessor is still not recorded after `order_gap_max_ms`, the held frames
+    go out and the missing one is sent when it comes: late rather than lost."""
+
+    SENT_WINDOW = 1000  # seqs below next - this are forgotten (they are long delivered)
 
     def __init__(self, ws: Any, user_id: str, hub: Hub, queue_size: int):
         self.id = uuid.uuid4().hex
@@ -56,11 +68,19 @@ class Connection:
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.lock = threading.Lock()
         self.catching_up = True
-        self.held: list[dict[str, Any]] = []
-        self.caught_up_ids: set[str] = set()
-        # Highest seq sent per conversation: where a later catch-up starts.
-        self.last_seq: dict[str, int] = {}
+        self.held: list[dict[str, Any]] = []  # live frames that arrived during catch-up
+        # Per conversation: the next seq this socket expects, the seqs sent recently, and
+        # frames held until their predecessors are sent.
+        self.next_seq: dict[str, int] = {}
+        self.sent_seqs: dict[str, set[int]] = {}
+        self.out_of_order: dict[str, dict[int, dict[str, Any]]] = {}
         self.closed = threading.Event()
+
+    @property
+    def last_seq(self) -> dict[str, int]:
+        """Highest contiguous seq sent per conversation: where a later catch-up starts."""
+        with self.lock:
+            return {conv: nxt - 1 for conv, nxt in self.next_seq.items()}
 
     # -- called by the hub (any thread or greenlet) --
     def deliver(self, frame: dict[str, Any]) -> None:
@@ -68,7 +88,7 @@ class Connection:
             if self.catching_up:
                 self.held.append(frame)
             else:
-                self._enqueue(frame)
+                self._offer(frame)
 
     def begin_catch_up(self) -> None:
         with self.lock:
@@ -76,18 +96,105 @@ class Connection:
 
     def send_catch_up(self, frame: dict[str, Any]) -> None:
         with self.lock:
-            self.caught_up_ids.add(frame["message"]["id"])
-            self._enqueue(frame)
+            if int(frame["message"]["seq"]) not in self.sent_seqs.get(
+                frame["message"]["conversation_id"], ()
+            ):
+                self._emit_message(frame)
 
-    def end_catch_up(self) -> None:
+    def end_catch_up(self, caught_up_to: dict[str, int] | None = None) -> None:
+        """`caught_up_to`: per conversation, the seq this socket now has everything up to."""
         with self.lock:
-            for frame in self.held:
-                if frame.get("type") == "message.new" and frame["message"]["id"] in self.caught_up_ids:
-                    continue
-                self._enqueue(frame)
-            self.held = []
-            self.caught_up_ids = set()
+            for conv, seq in (caught_up_to or {}).items():
+                self.next_seq[conv] = max(self.next_seq.get(conv, 0), seq + 1)
+            held, self.held = self.held, []
             self.catching_up = False
+            for frame in held:
+                self._offer(frame)
+            for conv in list(self.out_of_order):
+                self._flush(conv)
+
+    # -- ordering (self.lock held) --
+    def _offer(self, frame: dict[str, Any]) -> None:
+        if frame.get("type") != "message.new":
+            self._enqueue(frame)
+            return
+        message = frame["message"]
+        conv, seq = message["conversation_id"], int(message["seq"])
+        if seq in self.sent_seqs.get(conv, ()):
+            return  # sent already (live and by catch-up or a gap fill, or redelivered)
+        expected = self.next_seq.get(conv)
+        if expected is None or seq <= expected:
+            # The first of this conversation on this socket, the one expected, or a late one.
+            self._emit_message(frame)
+            self._flush(conv)
+            return
+        self.out_of_order.setdefault(conv, {})[seq] = frame
+        self.hub.note_gap(self, conv)
+
+    def _emit_message(self, frame: dict[str, Any]) -> None:
+        message = frame["message"]
+        self._mark_sent(message["conversation_id"], int(message["seq"]))
+        self._enqueue(frame)
+
+    def _mark_sent(self, conv: str, seq: int) -> None:
+        sent = self.sent_seqs.setdefault(conv, set())
+        sent.add(seq)
+        nxt = max(self.next_seq.get(conv, 0), seq + 1)
+        self.next_seq[conv] = nxt
+        if len(sent) > 2 * self.SENT_WINDOW:
+            self.sent_seqs[conv] = {s for s in sent if s >= nxt - self.SENT_WINDOW}
+
+    def _flush(self, conv: str) -> None:
+        held = self.out_of_order.get(conv)
+        while held and self.next_seq.get(conv) in held:
+            self._emit_message(held.pop(self.next_seq[conv]))
+        if not held:
+            self.out_of_order.pop(conv, None)
+            self.hub.gap_closed(self, conv)
+
+    # -- gap filling (called by the hub's gap loop) --
+    def gap(self, conv: str) -> tuple[int, int] | None:
+        """(first missing seq, first held seq) of the conversation's gap, or None."""
+        with self.lock:
+            held = self.out_of_order.get(conv)
+            if not held or conv not in self.next_seq:
+                return None
+            return self.next_seq[conv], min(held)
+
+    def fill_gap(self, conv: str, rows: list[dict[str, Any]], *, force: bool) -> None:
+        """Send the recorded messages of the gap (skip deleted and expired ones: history and
+        catch-up never show them either); `force`: stop waiting for the rest."""
+        with self.lock:
+            held = self.out_of_order.get(conv)
+            if not held:
+                return
+            top = min(held)
+            by_seq = {int(r["seq"]): r for r in rows}
+            seq = self.next_seq[conv]
+            now = utcnow()
+            while seq < top and seq in by_seq:
+                row = by_seq[seq]
+                if seq in self.sent_seqs.get(conv, ()):
+                    pass
+                elif row.get("body") is None or (
+                    row.get("expires_at") is not None and row["expires_at"] <= now
+                ):
+                    self._mark_sent(conv, seq)  # nothing to show: skip it, as history does
+                else:
+                    self._emit_message({"type": "message.new", "message": message_json(row)})
+                self.next_seq[conv] = max(self.next_seq[conv], seq + 1)
+                seq += 1
+            if force and self.next_seq[conv] < top:
+                log.warning(
+                    "socket of user %s: seqs %d-%d of %s not recorded after waiting; sending what follows",
+                    self.user_id,
+                    self.next_seq[conv],
+                    top - 1,
+                    conv,
+                )
+                self.hub.ctx.metrics.order_gaps_forced.inc()
+                self.next_seq[conv] = top
+            self._flush(conv)
 
     def send(self, frame: dict[str, Any]) -> None:
         """A direct answer to this socket's own frame (ack, error, pong)."""
@@ -97,10 +204,6 @@ class Connection:
     def _enqueue(self, frame: dict[str, Any]) -> None:
         if self.closed.is_set():
             return
-        if frame.get("type") == "message.new":
-            message = frame["message"]
-            conv = message["conversation_id"]
-            self.last_seq[conv] = max(self.last_seq.get(conv, 0), int(message["seq"]))
         try:
             self.queue.put_nowait(frame)
         except queue.Full:
@@ -144,6 +247,9 @@ class Hub:
         self._members_cache: dict[str, tuple[float, list[str]]] = {}
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Open gaps: (connection id, conversation) -> (connection, conversation, since).
+        self._gaps: dict[tuple[str, str], tuple[Connection, str, float]] = {}
+        self._gaps_lock = threading.Lock()
         # Pub/sub needs a connection without a read timeout (it waits for events).
         self.pubsub_client = redis.Redis.from_url(
             self.settings.redis_url,
@@ -156,7 +262,7 @@ class Hub:
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        for target in (self._listen_loop, self._heartbeat_loop):
+        for target in (self._listen_loop, self._heartbeat_loop, self._gap_loop):
             thread = threading.Thread(target=target, name=target.__name__, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -171,6 +277,9 @@ class Hub:
         self.ctx.metrics.sockets.inc()
 
     def unregister(self, conn: Connection) -> None:
+        with self._gaps_lock:
+            for key in [k for k in self._gaps if k[0] == conn.id]:
+                del self._gaps[key]
         with self.lock:
             conns = self.by_user.get(conn.user_id)
             if conns is not None:
@@ -221,27 +330,73 @@ class Hub:
     def forget_members(self, conversation_id: str) -> None:
         self._members_cache.pop(conversation_id, None)
 
-    # ---- catch-up -------------------------------------------------------------------------
+    # ---- catch-up ----------------------------------------------------------------------------
     def catch_up(self, conn: Connection) -> int:
         """Send every stored message the socket's user has not confirmed, in seq order."""
         conn.begin_catch_up()
         sent = 0
+        caught_up_to: dict[str, int] = {}
         try:
             with self.ctx.db.connection() as db:
                 rows = store.memberships(db, conn.user_id)
+            already = conn.last_seq
             for row in rows:
                 conversation_id = str(row["conversation_id"])
-                start = max(int(row["delivered_seq"]), conn.last_seq.get(conversation_id, 0))
+                start = max(int(row["delivered_seq"]), already.get(conversation_id, 0))
+                caught_up_to[conversation_id] = start
                 if int(row["last_seq"]) <= start:
                     continue
                 for doc in history.after(
                     self.ctx.mongo, conversation_id, start, self.settings.catch_up_limit
                 ):
                     conn.send_catch_up({"type": "message.new", "message": message_json(doc)})
+                    caught_up_to[conversation_id] = int(doc["seq"])
                     sent += 1
         finally:
-            conn.end_catch_up()
+            conn.end_catch_up(caught_up_to)
         return sent
+
+    # ---- order: gaps filled from PostgreSQL ---------------------------------------------------
+    def note_gap(self, conn: Connection, conversation_id: str) -> None:
+        with self._gaps_lock:
+            self._gaps.setdefault((conn.id, conversation_id), (conn, conversation_id, time.monotonic()))
+
+    def gap_closed(self, conn: Connection, conversation_id: str) -> None:
+        with self._gaps_lock:
+            self._gaps.pop((conn.id, conversation_id), None)
+
+    def fill_gaps_once(self) -> int:
+        """Fill every gap older than order_gap_wait_ms; the number of gaps looked at."""
+        wait = self.settings.order_gap_wait_ms / 1000
+        give_up = self.settings.order_gap_max_ms / 1000
+        now = time.monotonic()
+        with self._gaps_lock:
+            due = [g for g in self._gaps.values() if now - g[2] >= wait]
+        for conn, conversation_id, since in due:
+            bounds = conn.gap(conversation_id)
+            if bounds is None:
+                self.gap_closed(conn, conversation_id)
+                continue
+            first, top = bounds
+            if top - first > self.settings.catch_up_limit:
+                # Beyond what a catch-up sends (a long absence): the rest is history pages.
+                conn.fill_gap(conversation_id, [], force=True)
+                continue
+            with self.ctx.db.connection() as db:
+                rows = store.messages_in_range(db, conversation_id, first - 1, top)
+            self.ctx.metrics.order_gaps_filled.inc()
+            conn.fill_gap(conversation_id, rows, force=now - since >= give_up)
+        return len(due)
+
+    def _gap_loop(self) -> None:
+        interval = max(0.01, self.settings.order_gap_wait_ms / 4000)
+        while not self._stopping.wait(interval):
+            if not self._gaps:
+                continue
+            try:
+                self.fill_gaps_once()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("filling order gaps failed: %s: %s", type(exc).__name__, exc)
 
     # ---- presence -------------------------------------------------------------------------
     def _socket_key(self, conn: Connection) -> str:

@@ -14,8 +14,8 @@ from datetime import timedelta
 
 from services.chat import store
 from services.chat.context import ChatContext
-from services.chat.messages import queue_payload
-from services.common.amqp import PublishError
+from services.chat.shapes import queue_payload
+from services.common.amqp import Outgoing, PublishError
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +43,16 @@ def relay_once(ctx: ChatContext) -> int:
             return 0
         try:
             rows = store.unstored_messages(conn, timedelta(seconds=settings.outbox_relay_age_seconds))
-            for row in rows:
+            if rows:
                 try:
-                    ctx.publisher.publish(
+                    ctx.publisher.publish_many(
                         settings.messages_exchange,
                         settings.messages_routing_key,
-                        queue_payload(row, None),
-                        message_id=str(row["id"]),
+                        [Outgoing(queue_payload(row, None), message_id=str(row["id"])) for row in rows],
                     )
-                    published += 1
+                    published = len(rows)
                 except PublishError:
-                    break  # the broker is down; the next round tries again
+                    pass  # the broker is down; the next round tries again
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (OUTBOX_LOCK_KEY,))
     if published:

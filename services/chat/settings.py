@@ -33,6 +33,16 @@ class ChatSettings(MessagingSettings):
     outbox_relay_age_seconds: float = Field(default=10.0, gt=0, le=3600)
     # The queue message_processor consumes (the relay waits until it is drained).
     messages_queue: str = Field(default="messages.process", min_length=1)
+    # The accept path's batches (services/chat/accept.py): at most this many messages share
+    # one transaction and one confirmed publish; a batch waits this long to fill (0: takes
+    # what is waiting, so a lone message waits for nothing).
+    accept_batch_max: int = Field(default=200, ge=1, le=5000)
+    accept_batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    # Order per socket: a message.new whose predecessor was not sent waits this long before
+    # the gap is read from PostgreSQL; after order_gap_max_ms it goes out anyway (the
+    # missing one follows when it is recorded: late, never lost).
+    order_gap_wait_ms: float = Field(default=200.0, ge=1, le=60_000)
+    order_gap_max_ms: float = Field(default=5000.0, ge=1, le=600_000)
     # Broker connections shared by concurrent senders (each publish waits for its confirm).
     amqp_pool_size: int = Field(default=16, ge=1, le=256)
     # Redis pub/sub channel every chat instance listens on (message_processor publishes).

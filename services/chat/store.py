@@ -6,7 +6,6 @@ treated as absent everywhere (None), so callers answer 404 and never reveal exis
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -194,84 +193,6 @@ def list_conversations(conn: psycopg.Connection, viewer: str) -> list[Row]:
 # ---- messages ----------------------------------------------------------------------------
 
 
-def sender_may_post(conn: psycopg.Connection, conversation_id: str, sender: str) -> Row | None:
-    """None when `sender` is no member; else `{type, blocked}` (blocked: a direct peer blocked them)."""
-    return conn.execute(
-        """
-        SELECT c.type,
-               EXISTS (SELECT 1 FROM conversations.members o
-                       JOIN accounts.blocks b ON b.blocker_id = o.user_id AND b.blocked_id = %(sender)s
-                       WHERE o.conversation_id = c.id AND o.user_id <> %(sender)s
-                         AND c.type = 'direct') AS blocked
-        FROM conversations.conversations c
-        JOIN conversations.members me ON me.conversation_id = c.id AND me.user_id = %(sender)s
-        WHERE c.id = %(id)s
-        """,
-        {"id": conversation_id, "sender": sender},
-    ).fetchone()
-
-
-def find_by_client_msg_id(
-    conn: psycopg.Connection, conversation_id: str, sender: str, client_msg_id: str
-) -> Row | None:
-    return conn.execute(
-        f"""
-        SELECT {MESSAGE_COLUMNS} FROM conversations.messages m
-        WHERE m.conversation_id = %s AND m.sender_id = %s AND m.client_msg_id = %s
-        """,
-        (conversation_id, sender, client_msg_id),
-    ).fetchone()
-
-
-class DuplicateMessage(Exception):
-    """The same (sender, client_msg_id) was accepted meanwhile; roll back the seq taken."""
-
-    def __init__(self, row: Row):
-        super().__init__(row["id"])
-        self.row = row
-
-
-def insert_message(  # noqa: PLR0913 - keyword-only, named at the call
-    conn: psycopg.Connection,
-    *,
-    conversation_id: str,
-    sender: str,
-    client_msg_id: str,
-    body: str,
-    ttl_seconds: int | None,
-) -> Row:
-    """Take the conversation's next seq and record the message, inside the caller's transaction.
-
-    The UPDATE locks the conversation row, so senders of one conversation take seqs one after
-    another and a concurrent duplicate is visible once the lock is ours: DuplicateMessage.
-    """
-    seq = conn.execute(
-        "UPDATE conversations.conversations SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq",
-        (conversation_id,),
-    ).fetchone()["last_seq"]
-    existing = find_by_client_msg_id(conn, conversation_id, sender, client_msg_id)
-    if existing is not None:
-        raise DuplicateMessage(existing)
-    expires = "now() + make_interval(secs => %(ttl)s)" if ttl_seconds else "NULL"
-    return conn.execute(
-        f"""
-        INSERT INTO conversations.messages AS m
-            (id, conversation_id, seq, sender_id, client_msg_id, body, expires_at)
-        VALUES (%(id)s, %(conversation)s, %(seq)s, %(sender)s, %(client_msg_id)s, %(body)s, {expires})
-        RETURNING {MESSAGE_COLUMNS}
-        """,
-        {
-            "id": str(uuid.uuid4()),
-            "conversation": conversation_id,
-            "seq": seq,
-            "sender": sender,
-            "client_msg_id": client_msg_id,
-            "body": body,
-            "ttl": ttl_seconds,
-        },
-    ).fetchone()
-
-
 def delete_message(conn: psycopg.Connection, message_id: str, sender: str) -> Row | None:
     """Erase a message's body for everyone; None unless `sender` sent it (and it still exists)."""
     return conn.execute(
@@ -347,3 +268,104 @@ def watchers_of(conn: psycopg.Connection, user_id: str) -> list[str]:
 
 def record_last_seen(conn: psycopg.Connection, user_id: str, seen_at: datetime) -> None:
     conn.execute("SELECT accounts.record_last_seen(%s, %s)", (user_id, seen_at))
+
+
+# ---- the accept path in batches (services/chat/accept.py) ----------------------------------
+
+
+def senders_may_post(conn: psycopg.Connection, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+    """sender_may_post for many (conversation, sender) pairs in one query; absent: no member."""
+    rows = conn.execute(
+        """
+        SELECT v.conversation_id, v.sender_id, c.type,
+               EXISTS (SELECT 1 FROM conversations.members o
+                       JOIN accounts.blocks b ON b.blocker_id = o.user_id AND b.blocked_id = v.sender_id
+                       WHERE o.conversation_id = c.id AND o.user_id <> v.sender_id
+                         AND c.type = 'direct') AS blocked
+        FROM unnest(%s::uuid[], %s::uuid[]) AS v(conversation_id, sender_id)
+        JOIN conversations.conversations c ON c.id = v.conversation_id
+        JOIN conversations.members me ON me.conversation_id = c.id AND me.user_id = v.sender_id
+        """,
+        ([c for c, _ in pairs], [s for _, s in pairs]),
+    ).fetchall()
+    return {(str(r["conversation_id"]), str(r["sender_id"])): r for r in rows}
+
+
+def lock_conversations(conn: psycopg.Connection, conversation_ids: list[str]) -> None:
+    """Row locks on the conversations, always taken in id order: two instances' batches that
+    share conversations wait for each other instead of deadlocking."""
+    conn.execute(
+        "SELECT id FROM conversations.conversations WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+        (sorted(conversation_ids),),
+    ).fetchall()
+
+
+def find_by_client_msg_ids(
+    conn: psycopg.Connection, keys: list[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], Row]:
+    """Accepted messages by (conversation, sender, client_msg_id), in one query."""
+    rows = conn.execute(
+        f"""
+        SELECT {MESSAGE_COLUMNS} FROM conversations.messages m
+        JOIN unnest(%s::uuid[], %s::uuid[], %s::text[]) AS v(conversation_id, sender_id, client_msg_id)
+          ON m.conversation_id = v.conversation_id AND m.sender_id = v.sender_id
+         AND m.client_msg_id = v.client_msg_id
+        """,
+        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+    ).fetchall()
+    return {(str(r["conversation_id"]), str(r["sender_id"]), r["client_msg_id"]): r for r in rows}
+
+
+def allocate_seqs(conn: psycopg.Connection, counts: dict[str, int]) -> dict[str, int]:
+    """Take `n` seqs per conversation (locked already); the last seq taken of each."""
+    ids = sorted(counts)
+    rows = conn.execute(
+        """
+        UPDATE conversations.conversations c SET last_seq = c.last_seq + v.n
+        FROM unnest(%s::uuid[], %s::bigint[]) AS v(id, n)
+        WHERE c.id = v.id
+        RETURNING c.id, c.last_seq
+        """,
+        (ids, [counts[i] for i in ids]),
+    ).fetchall()
+    return {str(r["id"]): int(r["last_seq"]) for r in rows}
+
+
+def insert_messages(conn: psycopg.Connection, messages: list[Row]) -> list[Row]:
+    """Record many messages (id, conversation_id, seq, sender_id, client_msg_id, body,
+    ttl_seconds) in one statement; the recorded rows, in seq order per conversation."""
+    rows = conn.execute(
+        f"""
+        INSERT INTO conversations.messages AS m
+            (id, conversation_id, seq, sender_id, client_msg_id, body, expires_at)
+        SELECT v.id, v.conversation_id, v.seq, v.sender_id, v.client_msg_id, v.body,
+               CASE WHEN v.ttl IS NULL THEN NULL ELSE now() + make_interval(secs => v.ttl) END
+        FROM unnest(%s::text[], %s::uuid[], %s::bigint[], %s::uuid[], %s::text[], %s::text[], %s::int[])
+             AS v(id, conversation_id, seq, sender_id, client_msg_id, body, ttl)
+        RETURNING {MESSAGE_COLUMNS}
+        """,
+        (
+            [m["id"] for m in messages],
+            [m["conversation_id"] for m in messages],
+            [m["seq"] for m in messages],
+            [m["sender_id"] for m in messages],
+            [m["client_msg_id"] for m in messages],
+            [m["body"] for m in messages],
+            [m["ttl_seconds"] for m in messages],
+        ),
+    ).fetchall()
+    return sorted(rows, key=lambda r: (str(r["conversation_id"]), int(r["seq"])))
+
+
+def messages_in_range(
+    conn: psycopg.Connection, conversation_id: str, after_seq: int, before_seq: int
+) -> list[Row]:
+    """Recorded messages with after_seq < seq < before_seq (a connection's gap), in seq order."""
+    return conn.execute(
+        f"""
+        SELECT {MESSAGE_COLUMNS} FROM conversations.messages m
+        WHERE m.conversation_id = %s AND m.seq > %s AND m.seq < %s
+        ORDER BY m.seq
+        """,
+        (conversation_id, after_seq, before_seq),
+    ).fetchall()

@@ -8,7 +8,8 @@ run again, and a message delivered twice by the broker does no harm:
    stored copy erased at once and is not delivered.
 3. Redis: one `message.new` event per message to every member (all chat instances hear
    it), and, in the same pipeline, which members have a live socket.
-4. RabbitMQ: a notification job per member without a live socket (confirmed publish).
+4. RabbitMQ: a notification job per member without a live socket (one confirmed publish
+   for the whole batch).
 The consumer acknowledges the broker's deliveries only after all of this returned.
 """
 
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo import WriteConcern
 from pymongo.errors import BulkWriteError
 
+from services.common.amqp import Outgoing
 from services.common.mongo import MESSAGES
 from services.common.times import rfc3339
 from services.message_processor import store
@@ -166,6 +168,7 @@ def process_batch(ctx: Any, payloads: list[QueuedPayload]) -> BatchResult:
     result.events = len(live)
 
     cursor = 0
+    jobs: list[Outgoing] = []
     for m, others in recipients:
         cursor += 1  # the publish reply
         online = replies[cursor : cursor + len(others)]
@@ -173,10 +176,8 @@ def process_batch(ctx: Any, payloads: list[QueuedPayload]) -> BatchResult:
         offline = [u for u, up in zip(others, online, strict=True) if not up]
         if offline:
             result.offline_by_message[m.id] = offline
-        for user in offline:
-            ctx.notifications.publish(
-                settings.notifications_exchange,
-                settings.notifications_routing_key,
+        jobs += [
+            Outgoing(
                 {
                     "type": "message",
                     "user_id": user,
@@ -189,5 +190,9 @@ def process_batch(ctx: Any, payloads: list[QueuedPayload]) -> BatchResult:
                 },
                 message_id=f"{m.id}:{user}",
             )
-            result.notifications += 1
+            for user in offline
+        ]
+    # One confirmed publish for the batch's push jobs (publish all, wait for the confirms once).
+    ctx.notifications.publish_many(settings.notifications_exchange, settings.notifications_routing_key, jobs)
+    result.notifications = len(jobs)
     return result

@@ -4,15 +4,22 @@ against the deployed containers (REST through the gateway, sockets to chat)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
-from stack_client import WS_URL, User
+import redis
+import yaml
+from conftest import TEST_INVENTORY
+from stack_client import ADDRESS, GROUP_VARS, WS_URL, User
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.docker
+
+SECRETS = yaml.safe_load((Path(TEST_INVENTORY) / "group_vars/whatsapp/secrets.yml").read_text())
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -319,3 +326,46 @@ def test_conversations_of_others_are_404(pair):
         answer = carol.api.call(method, path, body)
         assert answer.status_code == 404, (method, path, answer.text)
         assert answer.json()["error"]["code"] == "not_found"
+
+
+def test_a_frame_published_before_its_predecessors_is_held_and_the_gap_filled_in_order(pair):
+    """Reordering provoked for real: message_processor is paused with three messages
+    accepted (recorded, queued), and the third one's fan-out event is published to Redis
+    first, as a second processor or a redelivered batch could. Chat holds it, reads seqs 1
+    and 2 from PostgreSQL, sends 1, 2, 3 in order; when the processor resumes and fans all
+    three out again, none is sent twice."""
+    alice, bob = pair
+    conversation = alice.direct_with(bob)
+    processor = GROUP_VARS["message_processor_container_name"]
+    with alice.socket() as a, bob.socket() as b:
+        subprocess.run(["docker", "pause", processor], check=True, capture_output=True)
+        try:
+            acks = [a.send_message(conversation, f"held {n}") for n in range(1, 4)]
+            assert [ack["message"]["seq"] for ack in acks] == [1, 2, 3], acks
+            third = acks[2]["message"]
+            events = redis.Redis(
+                host=ADDRESS,
+                port=GROUP_VARS["redis_port"],
+                password=SECRETS["redis_password"],
+                socket_timeout=5,
+            )
+            event = {"to": [alice.id, bob.id], "frame": {"type": "message.new", "message": third}}
+            assert events.publish(GROUP_VARS["whatsapp_events_channel"], json.dumps(event)) >= 1
+            b.wait_for(lambda f: f["type"] == "message.new" and f["message"]["seq"] == 3, timeout=10)
+            assert [m["seq"] for m in b.new_messages(conversation)] == [1, 2, 3]
+            assert [m["body"] for m in b.new_messages(conversation)] == ["held 1", "held 2", "held 3"]
+        finally:
+            subprocess.run(["docker", "unpause", processor], check=True, capture_output=True)
+        # The processor stores and fans out all three now; the socket must not repeat them.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(bob.history(conversation)) < 3:
+            time.sleep(0.3)
+        assert [m["seq"] for m in bob.history(conversation)] == [1, 2, 3]
+        time.sleep(1.0)
+        for socket in (a, b):  # every frame, not de-duplicated: each seq once, in order
+            frames = [
+                f["message"]["seq"]
+                for f in socket.of_type("message.new")
+                if f["message"]["conversation_id"] == conversation
+            ]
+            assert frames == [1, 2, 3], frames

@@ -137,17 +137,30 @@ class RecordingSocket:
         pass
 
 
+class QuietCounter:
+    def labels(self, *_):
+        return self
+
+    def inc(self, *_):
+        pass
+
+
 class QuietHub:
+    """What a Connection asks of its hub: metrics, and where its open gaps are noted."""
+
+    def __init__(self):
+        self.gaps: set[str] = set()
+
     class ctx:  # noqa: N801 - a namespace standing in for ChatContext's metrics
         class metrics:  # noqa: N801
-            class frames_sent:  # noqa: N801
-                @staticmethod
-                def labels(*_):
-                    return QuietHub.ctx.metrics.frames_sent
+            frames_sent = QuietCounter()
+            order_gaps_forced = QuietCounter()
 
-                @staticmethod
-                def inc():
-                    pass
+    def note_gap(self, conn, conversation_id):
+        self.gaps.add(conversation_id)
+
+    def gap_closed(self, conn, conversation_id):
+        self.gaps.discard(conversation_id)
 
 
 def new_frame(seq: int, message_id: str | None = None) -> dict:
@@ -182,6 +195,99 @@ def test_live_frames_wait_until_catch_up_is_sent_and_duplicates_are_dropped():
     conn.deliver(new_frame(4))
     assert [f["message"]["seq"] for f in drain(conn)] == [4]
     assert conn.last_seq == {"c": 4}
+    conn.deliver(new_frame(2))  # a late duplicate of a caught-up message
+    assert drain(conn) == []
+
+
+def seqs(frames: list[dict]) -> list[int]:
+    return [f["message"]["seq"] for f in frames if f["type"] == "message.new"]
+
+
+def live_connection() -> tuple[Connection, QuietHub]:
+    hub = QuietHub()
+    conn = Connection(RecordingSocket(), "u", hub, queue_size=100)
+    conn.end_catch_up({"c": 0})
+    return conn, hub
+
+
+def test_a_frame_whose_predecessor_was_not_sent_waits_for_it():
+    conn, hub = live_connection()
+    conn.deliver(new_frame(1))
+    conn.deliver(new_frame(3))
+    conn.deliver(new_frame(4))
+    assert seqs(drain(conn)) == [1]
+    assert hub.gaps == {"c"} and conn.gap("c") == (2, 3)
+    conn.deliver(new_frame(2))
+    assert seqs(drain(conn)) == [2, 3, 4]
+    assert hub.gaps == set() and conn.gap("c") is None
+    conn.deliver(new_frame(3))  # redelivered: sent once only
+    conn.deliver(new_frame(5))
+    assert seqs(drain(conn)) == [5]
+
+
+def stored_row(seq: int, **fields) -> dict:
+    row = {
+        "id": f"m{seq}",
+        "conversation_id": "c",
+        "seq": seq,
+        "sender_id": "s",
+        "client_msg_id": f"k{seq}",
+        "body": f"body {seq}",
+        "created_at": datetime(2026, 12, 2, tzinfo=UTC),
+        "expires_at": None,
+        "deleted_at": None,
+    }
+    row.update(fields)
+    return row
+
+
+def test_a_gap_is_filled_from_the_recorded_rows_skipping_deleted_and_expired_ones():
+    conn, hub = live_connection()
+    conn.deliver(new_frame(1))
+    conn.deliver(new_frame(6))
+    drain(conn)
+    rows = [
+        stored_row(2),
+        stored_row(3, body=None, deleted_at=datetime(2026, 12, 2, tzinfo=UTC)),
+        stored_row(4, expires_at=datetime(2020, 1, 1, tzinfo=UTC)),
+        stored_row(5),
+    ]
+    conn.fill_gap("c", rows, force=False)
+    frames = drain(conn)
+    assert seqs(frames) == [2, 5, 6]
+    assert frames[0]["message"]["body"] == "body 2"
+    assert hub.gaps == set()
+    conn.deliver(new_frame(5))  # the live copy of a message the gap fill sent
+    assert drain(conn) == []
+
+
+def test_a_gap_not_yet_recorded_keeps_waiting_and_a_forced_one_still_gets_the_late_message():
+    conn, hub = live_connection()
+    conn.deliver(new_frame(1))
+    conn.deliver(new_frame(4))
+    drain(conn)
+    conn.fill_gap("c", [stored_row(2)], force=False)  # 3 is not committed yet
+    assert seqs(drain(conn)) == [2]
+    assert conn.gap("c") == (3, 4)
+    conn.fill_gap("c", [], force=True)  # waited order_gap_max_ms: what follows goes out
+    assert seqs(drain(conn)) == [4]
+    conn.deliver(new_frame(3))  # late, but never lost
+    conn.deliver(new_frame(3))
+    assert seqs(drain(conn)) == [3]
+    assert hub.gaps == set()
+
+
+def test_catch_up_sets_where_live_frames_continue():
+    conn = Connection(RecordingSocket(), "u", QuietHub(), queue_size=100)
+    conn.begin_catch_up()
+    conn.deliver(new_frame(12))  # live, during catch-up; 11 is still on its way
+    conn.send_catch_up(new_frame(10))
+    conn.end_catch_up({"c": 10, "d": 7})
+    assert seqs(drain(conn)) == [10]
+    assert conn.gap("c") == (11, 12)
+    conn.deliver(new_frame(11))
+    assert seqs(drain(conn)) == [11, 12]
+    assert conn.last_seq == {"c": 12, "d": 7}
 
 
 def test_a_socket_too_slow_for_its_queue_is_closed():
@@ -279,4 +385,14 @@ def test_a_direct_conversation_with_oneself_is_refused(client):
 def test_a_backend_down_is_503_not_500(client):
     answer = client.get("/api/v1/conversations", headers={"Authorization": f"Bearer {token()}"})
     assert answer.status_code == 503
+    assert answer.get_json()["error"]["code"] == "unavailable"
+
+
+def test_a_send_with_the_database_down_is_503_through_the_acceptor(client):
+    answer = client.post(
+        f"/api/v1/conversations/{uuid.uuid4()}/messages",
+        json={"client_msg_id": "k1", "body": "hello"},
+        headers={"Authorization": f"Bearer {token()}"},
+    )
+    assert answer.status_code == 503, answer.get_json()
     assert answer.get_json()["error"]["code"] == "unavailable"
