@@ -1,7 +1,8 @@
 """Steady message traffic for the fault tests (tests/reliability, tests/swarm): senders that
 retry each message with its client_msg_id until acknowledged, as a real client does; a
 receiver that reconnects and confirms with delivered receipts; and the final check that
-every acknowledged message arrived once, in order, and is in the history."""
+every acknowledged message arrived once, in order (on each connection, one conversation's
+seqs only increase), and is in the history."""
 
 from __future__ import annotations
 
@@ -83,6 +84,9 @@ class Receiver(threading.Thread):
         self.order: list[dict[str, Any]] = []  # first arrival of each id, in arrival order
         self.duplicates = 0
         self.reconnects = 0
+        # The contract's order on each connection: one conversation's message.new seqs only
+        # increase (no repeat, no step back). Each violation, described.
+        self.out_of_order: list[str] = []
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -94,11 +98,13 @@ class Receiver(threading.Thread):
             self.reconnects += 1
             seen = 0
             confirmed: dict[str, int] = {}
+            last_on_connection: dict[str, int] = {}
             while not self.stop.is_set() and sock.closed is None:
                 time.sleep(0.2)
                 frames = sock.of_type("message.new")
                 for frame in frames[seen:]:
                     message = frame["message"]
+                    self._check_order(last_on_connection, message)
                     if message["id"] in self.messages:
                         self.duplicates += 1
                         continue
@@ -106,12 +112,21 @@ class Receiver(threading.Thread):
                     self.order.append(message)
                 seen = len(frames)
                 self._confirm(sock, confirmed)
-            self._drain(sock, seen)
+            self._drain(sock, seen, last_on_connection)
             sock.close()
 
-    def _drain(self, sock: Socket, seen: int) -> None:
+    def _check_order(self, last: dict[str, int], message: dict[str, Any]) -> None:
+        conversation, seq = message["conversation_id"], int(message["seq"])
+        if seq <= last.get(conversation, 0):
+            self.out_of_order.append(
+                f"connection {self.reconnects}: seq {seq} after {last[conversation]} in {conversation}"
+            )
+        last[conversation] = max(seq, last.get(conversation, 0))
+
+    def _drain(self, sock: Socket, seen: int, last_on_connection: dict[str, int]) -> None:
         for frame in sock.of_type("message.new")[seen:]:
             message = frame["message"]
+            self._check_order(last_on_connection, message)
             if message["id"] not in self.messages:
                 self.messages[message["id"]] = message
                 self.order.append(message)
@@ -161,11 +176,15 @@ def assert_nothing_lost(
         for frame in final.of_type("message.new"):
             receiver.messages.setdefault(frame["message"]["id"], frame["message"])
 
+    assert not receiver.out_of_order, (
+        f"{len(receiver.out_of_order)} message.new frames out of seq order on their connection: "
+        f"{receiver.out_of_order[:10]}"
+    )
     acked_count = len(expected)
     attempts = sum(s.attempts for s in senders)
     counts = (
         f"acked {acked_count}, attempts {attempts}, receiver reconnects {receiver.reconnects}, "
-        f"duplicates dropped by id {receiver.duplicates}, lost 0"
+        f"duplicates dropped by id {receiver.duplicates} (across reconnects), lost 0, out of order 0"
     )
     assert acked_count > 100, "too little traffic to prove anything"
     for sender in senders:
