@@ -14,6 +14,7 @@ from services.chat.settings import ChatSettings
 from services.common.amqp import ConfirmedPublisher
 from services.common.db import Database
 from services.common.mongo import create_mongo
+from services.common.pool_metrics import register_pool_metrics
 from services.common.redis_client import create_redis
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class ChatContext:
 
     @classmethod
     def create(cls, settings: ChatSettings, registry: CollectorRegistry) -> ChatContext:
-        return cls(
+        context = cls(
             settings=settings,
             db=Database(settings),
             redis=create_redis(settings),
@@ -113,6 +114,20 @@ class ChatContext:
             ),
             metrics=ChatMetrics.create(registry),
         )
+        register_pool_metrics(
+            registry, databases={"chat": context.db}, publishers={"messages": context.publisher}
+        )
+        Gauge(
+            "whatsapp_accept_queue_depth",
+            "Messages waiting for the accept path's next batch.",
+            registry=registry,
+        ).set_function(lambda: context.acceptor.waiting if context.acceptor else 0)
+        Gauge(
+            "whatsapp_ws_send_queue_frames",
+            "Frames queued for the sockets' writers, all sockets together.",
+            registry=registry,
+        ).set_function(lambda: sum(c.queue.qsize() for c in context.hub.connections()) if context.hub else 0)
+        return context
 
 
 def init_chat_context(app: Flask, context: ChatContext) -> None:

@@ -197,6 +197,10 @@ class ConfirmedPublisher:
                 conn.collect()
                 raise
 
+    def pool_state(self) -> tuple[int, int]:
+        """(connections in use, the pool's limit)."""
+        return len(getattr(self._pool, "_dirty", ())), int(self._pool.limit or 0)
+
     def queue_depth(self, queue: str) -> int:
         """Messages waiting in `queue` (a passive declare: needs no configure right)."""
         with self._pool.acquire(block=True, timeout=self._timeout) as conn:

@@ -70,6 +70,10 @@ class Database:
         with self.connection() as conn, conn.transaction():
             yield conn
 
+    def stats(self) -> dict[str, int] | None:
+        """psycopg_pool's figures (cumulative counters), or None while the pool is unopened."""
+        return None if self._pool is None else self._pool.get_stats()
+
     def check(self) -> None:
         """Readiness: a pooled connection answers a query within the backend timeout."""
         with self.connection(timeout=self._settings.backend_timeout_seconds) as conn:

@@ -20,6 +20,7 @@ from services.common.db import Database
 from services.common.health import add_readiness_check
 from services.common.metrics import metrics_of
 from services.common.mongo import create_mongo, mongo_check
+from services.common.pool_metrics import register_pool_metrics
 from services.common.redis_client import create_redis, redis_check
 from services.message_processor.consumer import start_consumers
 from services.message_processor.settings import ProcessorSettings
@@ -90,6 +91,11 @@ def create_app(settings: ProcessorSettings | None = None, *, background: bool = 
         metrics=ProcessorMetrics.create(metrics_of(app).registry),
     )
     app.extensions["whatsapp_processor"] = ctx
+    register_pool_metrics(
+        metrics_of(app).registry,
+        databases={"message_processor": ctx.db},
+        publishers={"notifications": ctx.notifications},
+    )
     add_readiness_check(app, "postgres", ctx.db.check)
     add_readiness_check(app, "redis", lambda: redis_check(ctx.redis))
     add_readiness_check(app, "mongodb", lambda: mongo_check(ctx.mongo))

@@ -396,3 +396,23 @@ def test_a_send_with_the_database_down_is_503_through_the_acceptor(client):
     )
     assert answer.status_code == 503, answer.get_json()
     assert answer.get_json()["error"]["code"] == "unavailable"
+
+
+def test_pools_and_queues_are_in_metrics_once_used(client):
+    before = client.get("/metrics").get_data(as_text=True)
+    assert 'whatsapp_amqp_pool_limit{pool="messages"} 16.0' in before
+    assert 'pool="chat"' not in before  # the PostgreSQL pool is opened lazily, not by a scrape
+    assert "whatsapp_accept_queue_depth 0.0" in before
+    assert "whatsapp_ws_send_queue_frames 0.0" in before
+    client.get("/api/v1/conversations", headers={"Authorization": f"Bearer {token()}"})  # 503: no database
+    after = client.get("/metrics").get_data(as_text=True)
+    for series in (
+        "whatsapp_db_pool_connections",
+        "whatsapp_db_pool_requests_total",
+        "whatsapp_db_pool_timeouts_total",
+    ):
+        assert f'{series}{{pool="chat"}}' in after, series
+    timeouts = next(
+        line for line in after.splitlines() if line.startswith('whatsapp_db_pool_timeouts_total{pool="chat"}')
+    )
+    assert float(timeouts.split()[-1]) >= 1
