@@ -250,6 +250,7 @@ class Hub:
         # Open gaps: (connection id, conversation) -> (connection, conversation, since).
         self._gaps: dict[tuple[str, str], tuple[Connection, str, float]] = {}
         self._gaps_lock = threading.Lock()
+        self._catch_up_slots = threading.BoundedSemaphore(self.settings.catch_up_concurrency)
         # Pub/sub needs a connection without a read timeout (it waits for events).
         self.pubsub_client = redis.Redis.from_url(
             self.settings.redis_url,
@@ -332,8 +333,16 @@ class Hub:
 
     # ---- catch-up ----------------------------------------------------------------------------
     def catch_up(self, conn: Connection) -> int:
-        """Send every stored message the socket's user has not confirmed, in seq order."""
+        """Send every stored message the socket's user has not confirmed, in seq order.
+
+        At most `catch_up_concurrency` sockets catch up at once: a connect storm (every
+        client of a restarted instance at once) queues here instead of starving live
+        delivery of CPU, PostgreSQL and MongoDB. Live frames wait held meanwhile."""
         conn.begin_catch_up()
+        with self._catch_up_slots:
+            return self._catch_up(conn)
+
+    def _catch_up(self, conn: Connection) -> int:
         sent = 0
         caught_up_to: dict[str, int] = {}
         try:

@@ -28,6 +28,8 @@ class ChatSettings(MessagingSettings):
     presence_ttl_seconds: int = Field(default=60, ge=5, le=3600)
     # Messages sent per conversation when a client reconnects (the rest: history pages).
     catch_up_limit: int = Field(default=1000, ge=1, le=10_000)
+    # Sockets catching up at once (a reconnect storm waits in line, live delivery goes on).
+    catch_up_concurrency: int = Field(default=16, ge=1, le=1000)
     # Accepted messages not yet stored by message_processor after this long are re-published.
     outbox_relay_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     outbox_relay_age_seconds: float = Field(default=10.0, gt=0, le=3600)

@@ -30,6 +30,7 @@ from services.common.request_id import new_request_id
 log = logging.getLogger(__name__)
 
 WS_PATH = "/ws"
+RECEIVE_TIMEOUT_SECONDS = 10.0
 sock = Sock()
 
 
@@ -176,7 +177,9 @@ def websocket(ws: Any) -> None:
             log.warning("catch-up for %s failed (%s): closing the socket", conn.user_id, exc)
             conn.close()
         while not conn.closed.is_set():
-            raw = ws.receive(timeout=1.0)
+            # The writer closes the socket when the connection ends, which wakes this read;
+            # the timeout is only a safety net (a short one woke every idle socket each second).
+            raw = ws.receive(timeout=RECEIVE_TIMEOUT_SECONDS)
             if raw is None:
                 continue
             handle_frame(ctx, conn, raw, bucket)
