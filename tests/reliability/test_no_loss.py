@@ -85,7 +85,7 @@ def other_containers() -> list[str]:
 
 
 def kill_main_process(name: str) -> None:
-    # ARCHITECTURE.md: `docker kill` counts as stopped by hand and defeats the restart policy.
+    # `docker kill` counts as stopped by hand and defeats the restart policy: kill the process.
     pid = int(subprocess.check_output(["docker", "inspect", "-f", "{{.State.Pid}}", name], text=True).strip())
     assert pid > 0, f"{name} is not running"
     os.kill(pid, signal.SIGKILL)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Start a nested dockerd without --privileged (see /work/shared/swarm-facts.md): the
+# Start a nested dockerd without --privileged (playbooks/swarm_lab.yml gives the capabilities): the
 # container gets every capability but SYS_RESOURCE, so make /sys, the cgroup v1
 # hierarchies and /proc/sys writable here, drop what a previous run left in /run, then become dockerd.
 # Extra arguments are passed to dockerd (the lab adds its second socket with -H).
