@@ -177,6 +177,7 @@ class Step:
     rate: int
     sent: int = 0
     acked: int = 0
+    refused: int = 0  # answered rate_limited (the accept queue was full): the sender knows at once
     delivered: int = 0
     per_second: float = 0.0
     ack_ms: list[float] = field(default_factory=list)
@@ -226,6 +227,9 @@ async def run_steps(  # noqa: PLR0913, PLR0915 - one load loop, read top to bott
                 if started is not None:
                     step.ack_ms.append((time.perf_counter() - started) * 1000)
                 step.acked += 1
+            elif frame.get("type") == "error" and frame.get("code") == "rate_limited":
+                sent_at.pop(frame.get("ref"), None)
+                step.refused += 1
 
     if relay_url:  # the relay pairs sockets by the order they register
         for index, (s, r) in enumerate(zip(senders, receivers, strict=True)):
@@ -496,13 +500,13 @@ def short(name: str, stack: str) -> str:
 def print_delivery(rows: list[Step], containers: list[Container], stack: str, step_seconds: float) -> None:
     print(f"\n## delivery ({os.cpu_count()} cores, steps of {step_seconds:.0f} s)\n")
     print(
-        "| target | sockets | offered/s | sent | acked | delivered | deliv/s | ack p50 | ack p99 "
+        "| target | sockets | offered/s | sent | acked | refused | delivered | deliv/s | ack p50 | ack p99 "
         "| deliv p50 | deliv p99 | CPU ms/msg |"
     )
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         print(
-            f"| {r.target} | {r.sockets} | {r.rate} | {r.sent} | {r.acked} | {r.delivered} "
+            f"| {r.target} | {r.sockets} | {r.rate} | {r.sent} | {r.acked} | {r.refused} | {r.delivered} "
             f"| {r.per_second:.0f} | {percentile(r.ack_ms, 0.5):.1f} | {percentile(r.ack_ms, 0.99):.1f} "
             f"| {percentile(r.delivery_ms, 0.5):.1f} | {percentile(r.delivery_ms, 0.99):.1f} "
             f"| {r.total_cpu_ms:.2f} |"

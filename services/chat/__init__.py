@@ -40,7 +40,7 @@ def create_app(settings: ChatSettings | None = None, *, background: bool = True)
     add_readiness_check(app, "rabbitmq", context.publisher.check)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
-    init_ws(app, settings.ws_max_frame_bytes, settings.ws_ping_interval_seconds)
+    init_ws(app, settings.ws_max_frame_bytes, settings.ws_ping_interval_seconds, settings.ws_compression)
     if background:
         context.hub.start()
         context.acceptor.start()

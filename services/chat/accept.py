@@ -27,6 +27,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,8 @@ class SendRequest:
     publish: bool = False
     error: Exception | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    # Called once answered (row or error set), by the publish stage, in submission order.
+    on_done: Callable[[SendRequest], None] | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -151,6 +154,15 @@ class Acceptor:
             raise request.error
         return request
 
+    def submit_nowait(self, request: SendRequest) -> None:
+        """Queue the request; its `on_done` is called once it is answered. A socket's sends
+        go through here so that its next frame is read while earlier ones are recorded:
+        requests are taken, recorded and answered in the order they were submitted."""
+        if not self._threads:
+            self._run([request])
+        else:
+            self.incoming.put(request)
+
     # ---- the stages -------------------------------------------------------------------------
     def _take_batch(self) -> list[SendRequest]:
         batch = [self.incoming.get()]
@@ -199,6 +211,11 @@ class Acceptor:
         finally:
             for r in batch:
                 r.done.set()
+                if r.on_done is not None:
+                    try:
+                        r.on_done(r)
+                    except Exception:  # noqa: BLE001 - one answer must not stop the others
+                        log.exception("answering a send failed")
 
     def record(self, batch: list[SendRequest]) -> None:
         started = time.perf_counter()

@@ -35,6 +35,7 @@ class ChatMetrics:
     accept_record_seconds: Histogram
     order_gaps_filled: Counter
     order_gaps_forced: Counter
+    sends_refused: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ChatMetrics:
@@ -44,6 +45,11 @@ class ChatMetrics:
                 "whatsapp_messages_accepted_total",
                 "Messages acknowledged to senders (new, or a repeat of an accepted client_msg_id).",
                 ["kind"],
+                registry=registry,
+            ),
+            sends_refused=Counter(
+                "whatsapp_sends_refused_total",
+                "message.send frames answered rate_limited because the accept queue was full.",
                 registry=registry,
             ),
             frames_received=Counter(

@@ -17,11 +17,15 @@ from services.common.times import utcnow
 
 
 def _visible(conversation_id: str, seq_filter: dict[str, int]) -> dict[str, Any]:
+    # "Not expired" as `$not: {$lte: now}` (matches null, a missing field and a future
+    # date), not as an `$or` of the two cases: with the `$or`, the MongoDB stand-in scans
+    # the whole collection instead of the (conversation_id, seq) index (0.44 s instead of
+    # 3 ms per query at 40,000 messages; MongoDB itself uses the index either way).
     return {
         "conversation_id": conversation_id,
         "seq": seq_filter,
         "deleted": False,
-        "$or": [{"expires_at": None}, {"expires_at": {"$gt": utcnow()}}],
+        "expires_at": {"$not": {"$lte": utcnow()}},
     }
 
 

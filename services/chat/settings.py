@@ -22,6 +22,10 @@ class ChatSettings(MessagingSettings):
     ws_max_frame_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     # Server pings keep NATs and proxies from dropping idle sockets.
     ws_ping_interval_seconds: float = Field(default=25.0, gt=0, le=300)
+    # permessage-deflate when a client offers it. Off by default: the contract's frames are
+    # small JSON that compresses little, deflating each one for each socket cost chat about
+    # a tenth of its CPU, and a socket's zlib state (~300 KiB) dwarfs its other memory.
+    ws_compression: bool = False
     # Frames waiting for one slow socket; beyond it the socket is closed (it will catch up).
     ws_send_queue_size: int = Field(default=2000, ge=10, le=100_000)
     # A user is online while a key with this TTL is refreshed by their sockets.
@@ -40,6 +44,12 @@ class ChatSettings(MessagingSettings):
     # what is waiting, so a lone message waits for nothing).
     accept_batch_max: int = Field(default=200, ge=1, le=5000)
     accept_batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    # Sends waiting to be recorded, over all sockets: beyond it a socket's send is answered
+    # `rate_limited` at once (overload gets a clear answer, not minutes of queueing).
+    accept_queue_max: int = Field(default=1000, ge=10, le=1_000_000)
+    # Sends of one socket in the accept pipeline at once (its acks still leave in order);
+    # the socket's next frame waits for a slot.
+    ws_sends_in_flight: int = Field(default=64, ge=1, le=10_000)
     # Order per socket: a message.new whose predecessor was not sent waits this long before
     # the gap is read from PostgreSQL; after order_gap_max_ms it goes out anyway (the
     # missing one follows when it is recorded: late, never lost).

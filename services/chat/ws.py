@@ -19,9 +19,10 @@ from flask import Flask, current_app, g, request
 from flask_sock import Sock
 
 from services.chat import store
+from services.chat.accept import SendRequest
 from services.chat.context import ChatContext, chat_context
 from services.chat.hub import Connection
-from services.chat.messages import send_message
+from services.chat.messages import message_json
 from services.chat.models import FRAME_MODELS, ReceiptFrame, SendFrame, TypingFrame
 from services.common.auth import VERIFIER_EXTENSION, AccessTokenVerifier, bearer_token
 from services.common.errors import ApiError, NotFound, Unauthorized, describe_validation_error
@@ -109,18 +110,44 @@ def handle_frame(ctx: ChatContext, conn: Connection, raw: str | bytes, bucket: T
 
 
 def _send(ctx: ChatContext, conn: Connection, frame: SendFrame) -> None:
+    """Hand the send to the acceptor and go on reading: the ack (or error) is sent when its
+    batch is recorded and confirmed. A socket has at most ws_sends_in_flight sends in the
+    pipeline; its acks leave in the order of its sends (the stages keep that order)."""
     started = time.perf_counter()
-    message, _created = send_message(
-        ctx,
-        sender=conn.user_id,
-        conversation_id=frame.conversation_id,
-        client_msg_id=frame.client_msg_id,
-        body=frame.body,
-        ttl_seconds=frame.ttl_seconds,
-        request_id=g.get("request_id") or new_request_id(),
+    acceptor = ctx.acceptor
+    assert acceptor is not None, "the chat context has no acceptor"
+    ref = frame.client_msg_id
+    if acceptor.waiting >= ctx.settings.accept_queue_max:
+        ctx.metrics.sends_refused.inc()
+        conn.send(error_frame("rate_limited", "the server is busy; send again in a moment", ref))
+        return
+    if not conn.in_flight.acquire(timeout=ctx.settings.backend_timeout_seconds * 3 + 5):
+        conn.send(error_frame("unavailable", "the message was not accepted in time; send it again", ref))
+        return
+
+    def answered(request: SendRequest) -> None:
+        conn.in_flight.release()
+        error = request.error
+        if error is None and request.row is not None:
+            ack = {"type": "message.ack", "client_msg_id": ref, "message": message_json(request.row)}
+            conn.send(ack)
+            ctx.metrics.send_seconds.observe(time.perf_counter() - started)
+        elif isinstance(error, ApiError):
+            conn.send(error_frame(error.code, error.message, ref))
+        else:
+            conn.send(error_frame("unavailable", "a backend service is unavailable; try again", ref))
+
+    acceptor.submit_nowait(
+        SendRequest(
+            sender=conn.user_id,
+            conversation_id=frame.conversation_id,
+            client_msg_id=ref,
+            body=frame.body,
+            ttl_seconds=frame.ttl_seconds,
+            request_id=g.get("request_id") or new_request_id(),
+            on_done=answered,
+        )
     )
-    conn.send({"type": "message.ack", "client_msg_id": frame.client_msg_id, "message": message})
-    ctx.metrics.send_seconds.observe(time.perf_counter() - started)
 
 
 def _receipt(ctx: ChatContext, conn: Connection, frame: ReceiptFrame) -> None:
@@ -160,7 +187,7 @@ def _typing(ctx: ChatContext, conn: Connection, frame: TypingFrame) -> None:
 def websocket(ws: Any) -> None:
     ctx = chat_context()
     hub = ctx.hub
-    conn = Connection(ws, g.user_id, hub, ctx.settings.ws_send_queue_size)
+    conn = Connection(ws, g.user_id, hub, ctx.settings.ws_send_queue_size, ctx.settings.ws_sends_in_flight)
     hub.register(conn)
     writer = threading.Thread(target=conn.write_loop, name=f"ws-writer-{conn.id[:8]}", daemon=True)
     writer.start()
@@ -192,10 +219,19 @@ def websocket(ws: Any) -> None:
             log.warning("presence of %s not cleared: %s", conn.user_id, exc)
 
 
-def init_ws(app: Flask, settings_max_frame: int, ping_interval: float) -> None:
+def without_compression() -> None:
+    """Decline permessage-deflate: the upgrade answers as if the client offered no extension
+    (simple_websocket accepts whatever extension the request's headers offer)."""
+    if request.path == WS_PATH:
+        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
+def init_ws(app: Flask, settings_max_frame: int, ping_interval: float, compression: bool = False) -> None:
     app.config["SOCK_SERVER_OPTIONS"] = {
         "max_message_size": settings_max_frame,
         "ping_interval": ping_interval,
     }
     app.before_request(authenticate_upgrade)
+    if not compression:
+        app.before_request(without_compression)
     sock.init_app(app)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -32,6 +32,8 @@ from services.scheduled_jobs.context import JobsContext
 from services.scheduled_jobs.events import publish_events
 
 log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Row = dict[str, Any]
 
@@ -108,7 +110,12 @@ def expire_batch(ctx: JobsContext, counts: Counter[str]) -> int:
 def sweep_stored_copies(ctx: JobsContext, now: datetime, counts: Counter[str]) -> None:
     """Delete expired documents whose row was already erased (stored after the expiry)."""
     collection = ctx.mongo[MESSAGES]
-    expired = collection.find({"expires_at": {"$lte": now}}, {"_id": 1}).limit(ctx.settings.job_batch_size)
+    # A closed range: with an open one (`$lte` alone) the MongoDB stand-in scans every
+    # document (1.2 s at 40,000 messages, every 10 s, growing with the store) instead of
+    # the expires_at index (5 ms). Every expiry is after the epoch, so nothing is missed.
+    expired = collection.find({"expires_at": {"$gte": EPOCH, "$lte": now}}, {"_id": 1}).limit(
+        ctx.settings.job_batch_size
+    )
     ids = [doc["_id"] for doc in expired]
     if ids:
         result = collection.delete_many({"_id": {"$in": ids}, "expires_at": {"$lte": now}})

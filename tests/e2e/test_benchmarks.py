@@ -48,8 +48,8 @@ def test_quick_mode_prints_every_table_with_what_it_measured():
     assert checks and all(row[2] == "yes" for row in checks), checks
     delivery = {row[0]: row for row in rows_after(out, "## delivery")}
     stack_row = delivery["stack"]
-    sent, acked, delivered = int(stack_row[3]), int(stack_row[4]), int(stack_row[5])
-    assert sent > 0 and acked == sent and delivered == sent, stack_row
+    sent, acked, refused, delivered = (int(cell) for cell in stack_row[3:7])
+    assert sent > 0 and acked == sent and refused == 0 and delivered == sent, stack_row
     assert "bare websockets relay" in delivery
     per_container = rows_after(out, "## CPU ms per delivered message")
     names = {row[0] for row in per_container}

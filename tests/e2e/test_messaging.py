@@ -305,6 +305,33 @@ def test_an_oversized_frame_closes_the_socket_with_1009(pair):
         assert a.closed.rcvd is not None and a.closed.rcvd.code == 1009
 
 
+def test_permessage_deflate_offered_by_a_client_is_declined_and_messages_still_flow(pair):
+    """Compression is off by default (chat_ws_compression): a client that offers it (the
+    websockets library and browsers always do) gets an upgrade without the extension."""
+    alice, bob = pair
+    conversation = alice.direct_with(bob)
+    with (
+        connect(
+            WS_URL,
+            additional_headers={"Authorization": f"Bearer {bob.token}"},
+            compression="deflate",
+            open_timeout=10,
+        ) as raw,
+        alice.socket() as a,
+    ):
+        assert "permessage-deflate" in raw.request.headers.get("Sec-WebSocket-Extensions", "")
+        assert raw.response.headers.get("Sec-WebSocket-Extensions") is None
+        a.send_message(conversation, "uncompressed")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            frame = json.loads(raw.recv(timeout=max(0.1, deadline - time.monotonic())))
+            if frame["type"] == "message.new":
+                assert frame["message"]["body"] == "uncompressed"
+                break
+        else:
+            raise AssertionError("no message.new within 10 s")
+
+
 def test_a_bad_token_is_refused_with_401_on_upgrade():
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
         with pytest.raises(InvalidStatus) as refused:
@@ -334,6 +361,7 @@ def wait_until_healthy(container: str, timeout: float = 60.0) -> None:
     while time.monotonic() < deadline:
         status = subprocess.run(
             ["docker", "inspect", "--format", "{{.State.Health.Status}}", container],
+            check=False,
             capture_output=True,
             text=True,
         ).stdout.strip()

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 from service_helpers import UNREACHABLE_DSN, UNREACHABLE_REDIS, keypair
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request, TextMessage
 
 from services.chat import create_app
-from services.chat.hub import Connection
+from services.chat.hub import Connection, send_texts
 from services.chat.messages import message_json
 from services.chat.models import SendFrame
 from services.chat.settings import ChatSettings
@@ -416,3 +419,50 @@ def test_pools_and_queues_are_in_metrics_once_used(client):
         line for line in after.splitlines() if line.startswith('whatsapp_db_pool_timeouts_total{pool="chat"}')
     )
     assert float(timeouts.split()[-1]) >= 1
+
+
+# ---- frames written together ----------------------------------------------------------------
+
+
+def test_frames_queued_together_leave_in_one_write_and_parse_in_order():
+    """send_texts frames each text with the socket's own wsproto connection and writes them
+    at once; a real wsproto client on the other end of a socket pair reads them in order."""
+    client, server = WSConnection(ConnectionType.CLIENT), WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="chat", target="/ws")))
+    assert any(isinstance(e, Request) for e in server.events())
+    client.receive_data(server.send(AcceptConnection()))
+    assert any(isinstance(e, AcceptConnection) for e in client.events())
+
+    ours, theirs = socket.socketpair()
+    writes: list[bytes] = []
+
+    class CountingSocket:
+        def sendall(self, data: bytes) -> None:
+            writes.append(data)
+            ours.sendall(data)
+
+    class ServerSocket:  # what simple_websocket's Server offers
+        ws, sock, connected = server, CountingSocket(), True
+
+    texts = [json.dumps({"type": "message.new", "n": n}) for n in range(50)]
+    send_texts(ServerSocket(), texts)
+    assert len(writes) == 1
+    theirs.settimeout(2)
+    received: list[str] = []
+    while len(received) < len(texts):
+        client.receive_data(theirs.recv(65536))
+        received += [e.data for e in client.events() if isinstance(e, TextMessage)]
+    assert received == texts
+
+    class Closed(ServerSocket):
+        connected, close_reason, close_message = False, 1000, ""
+
+    with pytest.raises(Exception, match="Connection closed"):
+        send_texts(Closed(), ["x"])
+    ours.close(), theirs.close()
+
+
+def test_a_socket_without_a_wsproto_connection_gets_frame_by_frame_sends():
+    recording = RecordingSocket()
+    send_texts(recording, ['{"a":1}', '{"b":2}'])
+    assert recording.sent == [{"a": 1}, {"b": 2}]
