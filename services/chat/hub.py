@@ -46,6 +46,7 @@ SOCKETS_KEY = "sockets:{user_id}"
 # still finds the stale sockets, records last_seen and tells watchers the user went offline.
 SOCKETS_KEY_TTL_FACTOR = 3
 MEMBERS_CACHE_SECONDS = 5.0
+PRESENCE_BATCH_MAX = 500  # sockets whose coming or going is recorded together
 _CLOSE = object()
 
 
@@ -285,6 +286,7 @@ class Hub:
         self._gaps: dict[tuple[str, str], tuple[Connection, str, float]] = {}
         self._gaps_lock = threading.Lock()
         self._catch_up_slots = threading.BoundedSemaphore(self.settings.catch_up_concurrency)
+        self._presence: queue.Queue[tuple[bool, Connection]] = queue.Queue()
         # Pub/sub needs a connection without a read timeout (it waits for events).
         self.pubsub_client = redis.Redis.from_url(
             self.settings.redis_url,
@@ -297,7 +299,7 @@ class Hub:
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        for target in (self._listen_loop, self._heartbeat_loop, self._gap_loop):
+        for target in (self._listen_loop, self._heartbeat_loop, self._gap_loop, self._presence_loop):
             thread = threading.Thread(target=target, name=target.__name__, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -450,37 +452,70 @@ class Hub:
         return f"{self.settings.instance_id}:{conn.id}"
 
     def came_online(self, conn: Connection) -> None:
-        ttl = self.settings.presence_ttl_seconds
-        pipe = self.ctx.redis.pipeline()
-        pipe.zadd(SOCKETS_KEY.format(user_id=conn.user_id), {self._socket_key(conn): time.time() + ttl})
-        pipe.expire(SOCKETS_KEY.format(user_id=conn.user_id), SOCKETS_KEY_TTL_FACTOR * ttl)
-        pipe.set(PRESENCE_KEY.format(user_id=conn.user_id), self.settings.instance_id, ex=ttl, get=True)
-        was = pipe.execute()[2]
-        if was is None:
-            self._announce(conn.user_id, online=True, last_seen=None)
+        """Queued: the presence loop records sockets coming and going in batches."""
+        self._presence.put((True, conn))
 
     def went_offline(self, conn: Connection) -> None:
-        sockets_key = SOCKETS_KEY.format(user_id=conn.user_id)
+        self._presence.put((False, conn))
+
+    def _presence_loop(self) -> None:
+        """Sockets that came or went, up to PRESENCE_BATCH_MAX at a time: one Redis pipeline,
+        one PostgreSQL connection for last_seen and watchers, one publish per announcement.
+        One call per socket took a Redis and a PostgreSQL connection each: 10,000 sockets
+        reconnecting at once emptied both pools and starved catch-up and messages."""
+        while not self._stopping.is_set():
+            batch = [self._presence.get()]
+            while len(batch) < PRESENCE_BATCH_MAX:
+                try:
+                    batch.append(self._presence.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self.record_presence(batch)
+            except Exception as exc:  # noqa: BLE001 - best effort: heartbeats and the TTL repair it
+                log.warning("presence of %d sockets not recorded: %s", len(batch), exc)
+
+    def record_presence(self, batch: list[tuple[bool, Connection]]) -> None:
+        ttl = self.settings.presence_ttl_seconds
         now = time.time()
-        pipe = self.ctx.redis.pipeline()
-        pipe.zrem(sockets_key, self._socket_key(conn))
-        pipe.zremrangebyscore(sockets_key, "-inf", now)
-        pipe.zcard(sockets_key)
-        remaining = pipe.execute()[2]
-        if remaining:
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for online, conn in batch:
+            sockets_key = SOCKETS_KEY.format(user_id=conn.user_id)
+            if online:
+                pipe.zadd(sockets_key, {self._socket_key(conn): now + ttl})
+                pipe.expire(sockets_key, SOCKETS_KEY_TTL_FACTOR * ttl)
+                presence_key = PRESENCE_KEY.format(user_id=conn.user_id)
+                pipe.set(presence_key, self.settings.instance_id, ex=ttl, get=True)
+            else:
+                pipe.zrem(sockets_key, self._socket_key(conn))
+                pipe.zremrangebyscore(sockets_key, "-inf", now)
+                pipe.zcard(sockets_key)
+        replies = iter(pipe.execute())
+        came, gone = [], []
+        for online, conn in batch:
+            answers = [next(replies), next(replies), next(replies)]
+            if online and answers[2] is None:
+                came.append(conn.user_id)
+            elif not online and not answers[2]:
+                gone.append(conn.user_id)
+        if gone:
+            pipe = self.ctx.redis.pipeline(transaction=False)
+            for user_id in gone:
+                pipe.delete(PRESENCE_KEY.format(user_id=user_id))
+            pipe.execute()
+        if not came and not gone:
             return
-        self.ctx.redis.delete(PRESENCE_KEY.format(user_id=conn.user_id))
         seen = utcnow()
         with self.ctx.db.connection() as db:
-            store.record_last_seen(db, conn.user_id, seen)
-        self._announce(conn.user_id, online=False, last_seen=rfc3339(seen))
-
-    def _announce(self, user_id: str, *, online: bool, last_seen: str | None) -> None:
-        with self.ctx.db.connection() as db:
-            watchers = store.watchers_of(db, user_id)
-        self.publish_event(
-            watchers, {"type": "presence", "user_id": user_id, "online": online, "last_seen": last_seen}
-        )
+            for user_id in gone:
+                store.record_last_seen(db, user_id, seen)
+            announcements = [(u, True, None, store.watchers_of(db, u)) for u in came] + [
+                (u, False, rfc3339(seen), store.watchers_of(db, u)) for u in gone
+            ]
+        for user_id, online, last_seen, watchers in announcements:
+            self.publish_event(
+                watchers, {"type": "presence", "user_id": user_id, "online": online, "last_seen": last_seen}
+            )
 
     # ---- background loops -----------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
