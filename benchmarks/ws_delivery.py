@@ -63,6 +63,7 @@ from stack_cpu import (  # noqa: E402
     stack_containers,
 )
 
+from services.chat.store import direct_key  # noqa: E402
 from services.common.auth import AccessTokenSigner  # noqa: E402
 
 # A valid bcrypt hash of nothing anyone types: benchmark users never log in.
@@ -143,8 +144,7 @@ def make_pairs_in_db(stack: Stack, users: list[tuple[str, str]]) -> list[tuple[s
     pairs, conversations, members = [], [], []
     for (sender_id, sender_token), (receiver_id, receiver_token) in zip(users[::2], users[1::2], strict=True):
         conversation = str(uuid.uuid4())
-        low, high = sorted((sender_id, receiver_id))
-        conversations.append((conversation, f"{low}:{high}", sender_id))
+        conversations.append((conversation, direct_key(sender_id, receiver_id), sender_id))
         members += [(conversation, sender_id), (conversation, receiver_id)]
         pairs.append((sender_token, receiver_token, conversation))
     with psycopg.connect(stack.chat_dsn) as conn, conn.cursor() as cur:

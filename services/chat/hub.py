@@ -231,12 +231,7 @@ class Connection:
         sent = self.hub.ctx.metrics.frames_sent
         stop = False
         while not stop:
-            frames = [self.queue.get()]
-            while len(frames) < WRITE_BATCH_MAX:
-                try:
-                    frames.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
+            frames = take_up_to(self.queue, WRITE_BATCH_MAX)
             for i, frame in enumerate(frames):
                 if frame is _CLOSE:
                     frames, stop = frames[:i], True
@@ -257,6 +252,17 @@ class Connection:
 
 
 WRITE_BATCH_MAX = 64  # frames written to one socket at once
+
+
+def take_up_to(waiting: queue.Queue[Any], limit: int) -> list[Any]:
+    """Wait for one item, then take whatever else is already waiting, `limit` in all."""
+    items = [waiting.get()]
+    while len(items) < limit:
+        try:
+            items.append(waiting.get_nowait())
+        except queue.Empty:
+            break
+    return items
 
 
 def send_texts(ws: Any, texts: list[str]) -> None:
@@ -464,12 +470,7 @@ class Hub:
         One call per socket took a Redis and a PostgreSQL connection each: 10,000 sockets
         reconnecting at once emptied both pools and starved catch-up and messages."""
         while not self._stopping.is_set():
-            batch = [self._presence.get()]
-            while len(batch) < PRESENCE_BATCH_MAX:
-                try:
-                    batch.append(self._presence.get_nowait())
-                except queue.Empty:
-                    break
+            batch = take_up_to(self._presence, PRESENCE_BATCH_MAX)
             try:
                 self.record_presence(batch)
             except Exception as exc:  # noqa: BLE001 - best effort: heartbeats and the TTL repair it

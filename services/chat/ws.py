@@ -193,10 +193,7 @@ def websocket(ws: Any) -> None:
     writer.start()
     bucket = TokenBucket(ctx.settings.ws_messages_per_second)
     try:
-        try:
-            hub.came_online(conn)
-        except Exception as exc:
-            log.warning("presence of %s not recorded: %s", conn.user_id, exc)
+        hub.came_online(conn)  # queued for the hub's presence loop: it cannot fail here
         try:
             hub.catch_up(conn)
         except Exception as exc:
@@ -213,10 +210,7 @@ def websocket(ws: Any) -> None:
     finally:
         conn.close()
         hub.unregister(conn)
-        try:
-            hub.went_offline(conn)
-        except Exception as exc:
-            log.warning("presence of %s not cleared: %s", conn.user_id, exc)
+        hub.went_offline(conn)
 
 
 def without_compression() -> None:
