@@ -21,6 +21,7 @@ from flask_sock import Sock
 from services.chat import store
 from services.chat.accept import SendRequest
 from services.chat.context import ChatContext, chat_context
+from services.chat.handshake import check_upgrade
 from services.chat.hub import Connection
 from services.chat.messages import message_json
 from services.chat.models import FRAME_MODELS, ReceiptFrame, SendFrame, TypingFrame
@@ -225,6 +226,7 @@ def init_ws(app: Flask, settings_max_frame: int, ping_interval: float, compressi
         "max_message_size": settings_max_frame,
         "ping_interval": ping_interval,
     }
+    app.before_request(check_upgrade)
     app.before_request(authenticate_upgrade)
     if not compression:
         app.before_request(without_compression)

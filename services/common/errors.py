@@ -2,7 +2,8 @@
 
 Views raise `NotFound(...)`, `Conflict(...)`...; `register_error_handlers(app)` turns those,
 werkzeug's HTTP errors, pydantic validation errors and anything unexpected into
-`{"error": {"code": "<snake_case>", "message": "<human text>"}}`. Unexpected exceptions
+`{"error": {"code": "<snake_case>", "message": "<human text>"}}`; a WebSocket handshake
+that wsproto refuses is the client's 400 `validation_error`. Unexpected exceptions
 are logged with their traceback and never shown to the client: a lost backend connection
 answers 503 `unavailable`, anything else 500 `internal_error`.
 """
@@ -16,6 +17,9 @@ import psycopg
 import psycopg_pool
 import pydantic
 import redis
+import simple_websocket
+import wsproto.events
+import wsproto.utilities
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -30,6 +34,15 @@ BACKEND_DOWN_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.BusyLoadingError,
+)
+
+# A WebSocket opening handshake that wsproto refuses (the client broke the protocol), or one
+# simple_websocket could not complete; raised before any byte of the upgrade is written, so
+# a plain answer is still possible. chat checks the handshake first (services.chat.handshake);
+# these are the net behind that check.
+HANDSHAKE_ERRORS: tuple[type[BaseException], ...] = (
+    wsproto.utilities.RemoteProtocolError,
+    simple_websocket.ConnectionError,
 )
 
 # Codes for werkzeug's own errors (routing, body size, ...), by status.
@@ -150,6 +163,22 @@ def _render_http_exception(exc: HTTPException) -> Response:
     return error_response(status, code, message, headers)
 
 
+def _latin1(value: bytes | str) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _render_handshake_error(exc: Exception) -> Response:
+    log.info("refused a WebSocket handshake: %s: %s", type(exc).__name__, exc)
+    hint = getattr(exc, "event_hint", None)
+    # wsproto's own hint carries the headers the RFC asks for (Sec-WebSocket-Version: 13).
+    headers = (
+        {_latin1(name): _latin1(value) for name, value in hint.headers}
+        if isinstance(hint, wsproto.events.RejectConnection)
+        else {}
+    )
+    return error_response(400, "validation_error", "invalid WebSocket handshake", headers)
+
+
 def _render_unexpected(exc: Exception) -> Response:
     if isinstance(exc, BACKEND_DOWN_ERRORS):
         log.error("backend unavailable: %s: %s", type(exc).__name__, exc, exc_info=exc)
@@ -162,4 +191,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _render_api_error)
     app.register_error_handler(pydantic.ValidationError, _render_validation_error)
     app.register_error_handler(HTTPException, _render_http_exception)
+    for handshake_error in HANDSHAKE_ERRORS:
+        app.register_error_handler(handshake_error, _render_handshake_error)
     app.register_error_handler(Exception, _render_unexpected)

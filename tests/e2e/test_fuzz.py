@@ -9,26 +9,37 @@ address); a 429 that still happens is a valid contract answer and is checked lik
 
 Checks on every answer: no 5xx, and every 4xx body in the contract's error shape
 `{"error": {"code": "<snake_case>", "message": "..."}}`. The WebSocket upgrade (/ws) is
-left out: it is not a request/response operation (tests/e2e/test_messaging.py covers it).
+left out of schemathesis: it is not a request/response operation (tests/e2e/test_messaging.py
+covers the sockets). Two hand-made layers follow it: hostile JSON bodies (nested 5,000
+deep, integers of 5,000 digits, NaN, not UTF-8, duplicate keys, other charsets...) against
+a few body-reading routes, each answered 400 `validation_error`; and hypothesis fuzzing the
+/ws handshake headers (Upgrade, Connection, Sec-WebSocket-Key, -Version, -Extensions,
+-Protocol, present, missing or random) with a valid token, never answered 5xx.
 The counts (operations, requests, statuses) are printed at the end and kept in
 .test-logs/fuzz.log.
 
-WHATSAPP_FUZZ_MAX_EXAMPLES raises the examples per operation for a deeper local run.
+WHATSAPP_FUZZ_MAX_EXAMPLES raises the examples per operation for a deeper local run, and
+WHATSAPP_FUZZ_HANDSHAKE_EXAMPLES the handshakes tried (40 by default, a few seconds).
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
 import re
 import threading
 import time
 from collections import Counter, defaultdict
+from typing import Any
 
 import pytest
+import requests
 import schemathesis
 from conftest import LOG_DIR, ROOT
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from schemathesis.core import NotSet
 from stack_client import ADDRESS, GROUP_VARS, User
 
@@ -39,6 +50,7 @@ MAX_EXAMPLES = int(os.environ.get("WHATSAPP_FUZZ_MAX_EXAMPLES", "8"))
 AUTH_RATE = 6.0
 API_RATE = 40.0
 ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]*$")
+HANDSHAKE_EXAMPLES = int(os.environ.get("WHATSAPP_FUZZ_HANDSHAKE_EXAMPLES", "40"))
 
 
 class Pacer:
@@ -166,3 +178,173 @@ def test_fuzz_operation(case, fuzz_user: User, operation_problems: list[str]):
         line = f"{label}: {problem}: {describe(case, response)}"
         operation_problems.append(line)
         problems.append(line)
+
+
+# ---- hostile JSON bodies ------------------------------------------------------------------
+
+JSON = "application/json"
+# (name, body, Content-Type): each one a 400 `validation_error` from the service's one body
+# parser (services/common/bodies.py), never a 500 or a slow answer.
+HOSTILE_BODIES: list[tuple[str, bytes, str]] = [
+    ("arrays nested 5,000 deep", b"[" * 5000 + b"]" * 5000, JSON),
+    ("objects nested 5,000 deep", b'{"a": ' * 5000 + b"1" + b"}" * 5000, JSON),
+    ("arrays opened 60,000 deep", b"[" * 60_000, JSON),
+    ("an object holding deep arrays", b'{"type": "direct", "a": ' + b"[" * 3000 + b"]" * 3000 + b"}", JSON),
+    ("escaped quotes never closed", b'"\\"' * 15_000, JSON),
+    ("an integer of 5,000 digits", b'{"a": ' + b"1" * 5000 + b"}", JSON),
+    ("the integer 2**63", b'{"a": 9223372036854775808}', JSON),
+    ("NaN", b'{"a": NaN}', JSON),
+    ("-Infinity", b'{"a": -Infinity}', JSON),
+    ("a float overflowing to infinity", b'{"a": 1e999}', JSON),
+    ("invalid UTF-8", b'{"a": "\xff\xfe"}', JSON),
+    ("a UTF-8-encoded surrogate", b'{"a": "\xed\xa0\x80"}', JSON),
+    ("a UTF-8 byte order mark", b"\xef\xbb\xbf{}", JSON),
+    ("UTF-16", '{"type": "direct"}'.encode("utf-16"), JSON),
+    ("UTF-32 without a BOM", '{"type": "direct"}'.encode("utf-32-le"), JSON),
+    ("duplicate keys", b'{"type": "direct", "type": "group"}', JSON),
+    ("a bare string", b'"text"', JSON),
+    ("null", b"null", JSON),
+    ("an empty body", b"", JSON),
+    ("charset latin-1", b'{"type": "direct"}', "application/json; charset=latin-1"),
+]
+HOSTILE_ROUTES = [
+    "/api/v1/auth/register",
+    "/api/v1/auth/login",
+    "/api/v1/conversations",
+    "/api/v1/contacts",
+    "/api/v1/devices",
+]
+
+
+class Answer:
+    """What contract_problem() reads of a response, for answers read with http.client."""
+
+    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes):
+        self.status_code, self.headers, self.body = status, headers, body
+        self.text = body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def brief(text: str) -> str:
+    return " ".join(text[:200].split())
+
+
+def record(label: str, response: Any) -> str | None:
+    """Counts the answer in the report; the contract problem it shows, or None."""
+    requests_by_operation[label] += 1
+    statuses[response.status_code] += 1
+    statuses_by_operation[label][response.status_code] += 1
+    return contract_problem(response)
+
+
+@pytest.mark.parametrize("path", HOSTILE_ROUTES)
+def test_hostile_json_bodies_are_400(path: str, fuzz_user: User):
+    pacer = AUTH_PACER if path.startswith("/api/v1/auth/") else API_PACER
+    label = f"POST {path} (hostile JSON)"
+    found: list[str] = []
+    with requests.Session() as session:
+        session.trust_env = False
+        for name, body, content_type in HOSTILE_BODIES:
+            pacer.wait()
+            started = time.monotonic()
+            response = session.post(
+                BASE_URL + path,
+                data=body,
+                headers={"Content-Type": content_type, "Authorization": f"Bearer {fuzz_user.token}"},
+                timeout=15,
+            )
+            seconds = time.monotonic() - started
+            problem = record(label, response)
+            if problem is None and response.status_code != 400:
+                problem = "not a 400"
+            elif problem is None and response.json()["error"]["code"] != "validation_error":
+                problem = "not validation_error"
+            elif problem is None and seconds > 2:
+                problem = f"answered in {seconds:.1f} s"
+            if problem:
+                found.append(f"{label}: {name}: {problem}: {response.status_code} {brief(response.text)}")
+    problems.extend(found)
+    assert not found, f"{len(found)} answers broke the contract:\n" + "\n".join(found)
+
+
+# ---- the WebSocket handshake -----------------------------------------------------------------
+
+WS_KEY = base64.b64encode(b"0123456789abcdef").decode()
+# What a header may hold on the wire here: printable latin-1 and tabs (no CR, LF or NUL).
+HEADER_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=0x09, max_codepoint=0xFF, exclude_characters="\n\r\x0b\x0c\x7f"),
+    max_size=40,
+)
+
+
+def header_value(valid: str | None, *odd: str) -> st.SearchStrategy[str | None]:
+    """The valid value 6 times in 9 (so some handshakes do upgrade), else none (the header
+    is left out), a known odd value or any text."""
+    choices: list[st.SearchStrategy[str | None]] = [st.just(valid)] * 6
+    choices += [st.none(), st.sampled_from(odd), HEADER_TEXT]
+    return st.integers(0, len(choices) - 1).flatmap(lambda index: choices[index])
+
+
+HANDSHAKE_HEADERS = st.fixed_dictionaries(
+    {
+        "Upgrade": header_value("websocket", "WebSocket", "h2c", "websocket, h2c"),
+        "Connection": header_value("Upgrade", "keep-alive, Upgrade", "keep-alive", "close"),
+        "Sec-WebSocket-Key": st.one_of(
+            header_value(WS_KEY, f"{WS_KEY}, {WS_KEY}", WS_KEY.rstrip("="), ""),
+            st.binary(max_size=24).map(lambda raw: base64.b64encode(raw).decode()),
+        ),
+        "Sec-WebSocket-Version": header_value("13", "8", "13, 13", "14", ""),
+        "Sec-WebSocket-Extensions": header_value(
+            None,
+            "permessage-deflate; client_max_window_bits",
+            "permessage-deflate; client_max_window_bits=99",
+            "permessage-deflate; server_max_window_bits=x",
+        ),
+        "Sec-WebSocket-Protocol": header_value(None, "chat", "a, b", "ch\xe4t"),
+    }
+)
+
+
+def raw_upgrade(headers: dict[str, str], query: str = "") -> Answer:
+    """GET /ws through nginx with exactly these headers (requests would add or fix some),
+    on a connection of its own, closed after the answer (a 101 included: the socket ends)."""
+    port = int(GROUP_VARS["nginx_http_port"])
+    conn = http.client.HTTPConnection(ADDRESS, port, timeout=15)
+    try:
+        conn.putrequest("GET", "/ws" + query, skip_accept_encoding=True)
+        for name, value in headers.items():
+            conn.putheader(name, value.encode("latin-1"))
+        conn.endheaders()
+        response = conn.getresponse()
+        body = b"" if response.status == 101 else response.read()
+        return Answer(response.status, response.headers, body)
+    finally:
+        conn.close()
+
+
+@settings(
+    max_examples=HANDSHAKE_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: a failure is reported as found
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(drawn=HANDSHAKE_HEADERS, via_query=st.booleans())
+def test_fuzz_websocket_handshake_headers(fuzz_user: User, drawn: dict[str, str | None], via_query: bool):
+    headers = {name: value for name, value in drawn.items() if value is not None}
+    query = ""
+    if via_query:
+        query = f"?access_token={fuzz_user.token}"
+    else:
+        headers["Authorization"] = f"Bearer {fuzz_user.token}"
+    API_PACER.wait()
+    answer = raw_upgrade(headers, query)
+    problem = record("GET /ws (handshake headers)", answer)
+    if problem:
+        shown = {k: v for k, v in headers.items() if k != "Authorization"}
+        line = f"GET /ws: {problem}: headers={shown!r} -> {answer.status_code} {brief(answer.text)}"
+        problems.append(line)
+        raise AssertionError(line)
