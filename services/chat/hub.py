@@ -36,6 +36,8 @@ from wsproto.events import TextMessage
 from services.chat import history, store
 from services.chat.context import ChatContext
 from services.chat.messages import message_json
+from services.common.errors import RateLimited, Unauthorized
+from services.common.sessions import ENDED_KEY, SESSIONS_CHANNEL, ended_among, parse_announcement
 from services.common.times import rfc3339, utcnow
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,9 @@ SOCKETS_KEY_TTL_FACTOR = 3
 MEMBERS_CACHE_SECONDS = 5.0
 PRESENCE_BATCH_MAX = 500  # sockets whose coming or going is recorded together
 _CLOSE = object()
+# Close code of a socket whose authority ended: logout, session revoked, token expired.
+CLOSE_UNAUTHORIZED = 4401
+EXPIRY_CHECK_SECONDS = 1.0
 
 
 class Connection:
@@ -63,10 +68,26 @@ class Connection:
 
     SENT_WINDOW = 1000  # seqs below next - this are forgotten (they are long delivered)
 
-    def __init__(self, ws: Any, user_id: str, hub: Hub, queue_size: int, sends_in_flight: int = 64):
+    def __init__(  # noqa: PLR0913 - the token's session and expiry are keyword-only
+        self,
+        ws: Any,
+        user_id: str,
+        hub: Hub,
+        queue_size: int,
+        sends_in_flight: int = 64,
+        *,
+        session_id: str | None = None,
+        expires_at: float = float("inf"),
+    ):
         self.id = uuid.uuid4().hex
         self.ws = ws
         self.user_id = user_id
+        # The authority the socket holds: its token's session and expiry (an `auth` frame
+        # moves both); the hub ends the socket when either ends.
+        self.session_id = session_id
+        self.expires_at = expires_at
+        self.close_code: int | None = None
+        self.close_reason = ""
         self.hub = hub
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.lock = threading.Lock()
@@ -218,8 +239,14 @@ class Connection:
             )
             self.close()
 
-    def close(self) -> None:
+    def reauthenticate(self, session_id: str | None, expires_at: float) -> None:
+        with self.lock:
+            self.session_id, self.expires_at = session_id, expires_at
+
+    def close(self, code: int | None = None, reason: str = "") -> None:
+        """End the socket; `code`: the close frame's code (else 1000, or 1011 with frames left)."""
         if not self.closed.is_set():
+            self.close_code, self.close_reason = code, reason
             self.closed.set()
             with contextlib.suppress(queue.Full):
                 self.queue.put_nowait(_CLOSE)
@@ -247,8 +274,9 @@ class Connection:
             for frame in frames:
                 sent.labels(frame.get("type", "unknown")).inc()
         if self.closed.is_set():
+            code = self.close_code or (1011 if self.queue.qsize() else 1000)
             with contextlib.suppress(Exception):  # already closed is fine
-                self.ws.close(reason=1011 if self.queue.qsize() else 1000)
+                self.ws.close(reason=code, message=self.close_reason or None)
 
 
 WRITE_BATCH_MAX = 64  # frames written to one socket at once
@@ -305,7 +333,13 @@ class Hub:
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        for target in (self._listen_loop, self._heartbeat_loop, self._gap_loop, self._presence_loop):
+        for target in (
+            self._listen_loop,
+            self._heartbeat_loop,
+            self._gap_loop,
+            self._presence_loop,
+            self._expiry_loop,
+        ):
             thread = threading.Thread(target=target, name=target.__name__, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -330,6 +364,66 @@ class Hub:
                 if not conns:
                     del self.by_user[conn.user_id]
         self.ctx.metrics.sockets.dec()
+
+    # ---- authority: sessions that end, tokens that expire, sockets per user -----------------
+    def admit(self, user_id: str, session_id: str | None) -> None:
+        """Before an upgrade: 401 for a session that has ended, 429 for a user whose every
+        socket is in use (on any instance: the sockets set counts them all). Redis down:
+        admitted (the fan-out needs Redis anyway; refusing every socket helps no one)."""
+        limit = self.settings.ws_max_sockets_per_user
+        with self.lock:
+            here = len(self.by_user.get(user_id, ()))
+        if here >= limit:
+            raise RateLimited(f"at most {limit} open sockets per user", retry_after=5)
+        try:
+            pipe = self.ctx.redis.pipeline(transaction=False)
+            pipe.zcount(SOCKETS_KEY.format(user_id=user_id), time.time(), "+inf")
+            pipe.get(ENDED_KEY.format(sid=session_id or "-"))
+            everywhere, ended = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("socket of %s admitted unchecked (Redis: %s)", user_id, exc)
+            return
+        if session_id and ended is not None:
+            raise Unauthorized("this session has ended")
+        if int(everywhere) >= limit:
+            raise RateLimited(f"at most {limit} open sockets per user", retry_after=5)
+
+    def check_session(self, session_id: str | None) -> None:
+        """Unauthorized if the session has ended (an `auth` frame with such a token)."""
+        try:
+            if ended_among(self.ctx.redis, [session_id]):
+                raise Unauthorized("this session has ended")
+        except redis.RedisError as exc:
+            log.warning("session %s not checked (Redis: %s)", session_id, exc)
+
+    def end_sessions(self, session_ids: set[str]) -> int:
+        """Close every socket of these sessions here (4401); how many were closed."""
+        ending = [c for c in self.connections() if c.session_id in session_ids]
+        for conn in ending:
+            conn.close(code=CLOSE_UNAUTHORIZED, reason="session ended")
+        return len(ending)
+
+    def end_expired(self, now: float | None = None) -> int:
+        """Close the sockets whose access token expired without an `auth` frame (4401)."""
+        now = time.time() if now is None else now
+        expired = [c for c in self.connections() if c.expires_at <= now]
+        for conn in expired:
+            conn.close(code=CLOSE_UNAUTHORIZED, reason="access token expired")
+        return len(expired)
+
+    def recheck_sessions(self) -> int:
+        """After a broken subscription (announcements missed): end the sockets of sessions
+        that ended meanwhile."""
+        conns = self.connections()
+        ended = ended_among(self.ctx.redis, [c.session_id for c in conns])
+        return self.end_sessions(ended) if ended else 0
+
+    def _expiry_loop(self) -> None:
+        while not self._stopping.wait(EXPIRY_CHECK_SECONDS):
+            try:
+                self.end_expired()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("expired sockets not closed: %s: %s", type(exc).__name__, exc)
 
     def connections(self) -> list[Connection]:
         with self.lock:
@@ -542,15 +636,20 @@ class Hub:
         while not self._stopping.is_set():
             pubsub = self.pubsub_client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(self.settings.events_channel)
-                log.info("listening for events on %s", self.settings.events_channel)
+                pubsub.subscribe(self.settings.events_channel, SESSIONS_CHANNEL)
+                log.info("listening for events on %s and %s", self.settings.events_channel, SESSIONS_CHANNEL)
                 if not first:
-                    # Events published while we were away are lost: catch every socket up.
+                    # Events published while we were away are lost: catch every socket up,
+                    # and end the sockets of sessions that ended meanwhile.
+                    self.recheck_sessions()
                     self._resync_all()
                 first, delay = False, 0.5
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "message":
+                        continue
+                    if message.get("channel") == SESSIONS_CHANNEL:
+                        self.end_sessions(set(parse_announcement(message["data"])))
                         continue
                     try:
                         self.dispatch(json.loads(message["data"]))

@@ -86,9 +86,17 @@ class PingFrame(RequestModel):
     type: Literal["ping"]
 
 
+class AuthFrame(RequestModel):
+    """A fresh access token for this socket, sent before the one it opened with expires."""
+
+    type: Literal["auth"]
+    access_token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
 FRAME_MODELS: dict[str, type[RequestModel]] = {
     "message.send": SendFrame,
     "receipt": ReceiptFrame,
     "typing": TypingFrame,
     "ping": PingFrame,
+    "auth": AuthFrame,
 }

@@ -22,7 +22,7 @@ from services.chat.models import (
     check_uuid,
 )
 from services.common.auth import require_user
-from services.common.bodies import parse_body
+from services.common.bodies import json_object, parse_body
 from services.common.errors import Forbidden, NotFound, ValidationError
 from services.common.times import rfc3339
 
@@ -92,8 +92,7 @@ def _notify_members(conversation: dict[str, Any], frame: dict[str, Any]) -> None
 @conversations_bp.post("")
 def create_conversation() -> tuple[Response, int]:
     creator = require_user()
-    kind = request.get_json(silent=True)
-    kind = kind.get("type") if isinstance(kind, dict) else None
+    kind = json_object().get("type")  # the one body parser: hostile bodies are 400 here too
     if kind == "direct":
         direct = parse_body(DirectConversationRequest)
         if direct.member_id == creator:

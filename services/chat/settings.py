@@ -59,5 +59,7 @@ class ChatSettings(MessagingSettings):
     amqp_pool_size: int = Field(default=16, ge=1, le=256)
     # Redis pub/sub channel every chat instance listens on (message_processor publishes).
     events_channel: str = Field(default="whatsapp:events", min_length=1)
+    # Open sockets per user over every chat instance; the next upgrade is refused with 429.
+    ws_max_sockets_per_user: int = Field(default=10, ge=1, le=10_000)
     # Message rate per socket (frames per second), beyond it `rate_limited` error frames.
     ws_messages_per_second: float = Field(default=50.0, gt=0, le=10_000)

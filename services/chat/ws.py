@@ -22,12 +22,13 @@ from services.chat import store
 from services.chat.accept import SendRequest
 from services.chat.context import ChatContext, chat_context
 from services.chat.handshake import check_upgrade
-from services.chat.hub import Connection
+from services.chat.hub import CLOSE_UNAUTHORIZED, Connection
 from services.chat.messages import message_json
-from services.chat.models import FRAME_MODELS, ReceiptFrame, SendFrame, TypingFrame
+from services.chat.models import FRAME_MODELS, AuthFrame, ReceiptFrame, SendFrame, TypingFrame
 from services.common.auth import VERIFIER_EXTENSION, AccessTokenVerifier, bearer_token
 from services.common.errors import ApiError, NotFound, Unauthorized, describe_validation_error
 from services.common.request_id import new_request_id
+from services.common.times import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +38,28 @@ sock = Sock()
 
 
 def authenticate_upgrade() -> None:
-    """401 before the upgrade for a bad or missing token (header, or ?access_token= for browsers)."""
+    """401 before the upgrade for a bad or missing token (header, or ?access_token= for
+    browsers), or one of a session that has ended; 429 for a user with every socket in use."""
     if request.path != WS_PATH:
         return
     header = request.headers.get("Authorization")
-    token = bearer_token(header) if header else request.args.get("access_token", "")
+    token = bearer_token(header) if header else query_token(request.query_string)
     if not token:
         raise Unauthorized("missing bearer token")
     verifier: AccessTokenVerifier = current_app.extensions[VERIFIER_EXTENSION]
-    g.user_id = verifier.verify(token)["sub"]
+    claims = verifier.verify(token)
+    g.user_id, g.session_id, g.token_expires_at = claims["sub"], claims.get("sid"), float(claims["exp"])
+    chat_context().hub.admit(g.user_id, g.session_id)
+
+
+def query_token(query_string: bytes) -> str:
+    """`access_token` of the query string, spelt exactly so (nginx's log redaction looks for
+    that name; a percent-encoded spelling of it is not accepted). Tokens need no escaping."""
+    for pair in query_string.decode("latin-1").split("&"):
+        name, _, value = pair.partition("=")
+        if name == "access_token":
+            return value
+    return ""
 
 
 class TokenBucket:
@@ -93,7 +107,9 @@ def handle_frame(ctx: ChatContext, conn: Connection, raw: str | bytes, bucket: T
         return
     try:
         frame = model.model_validate(data)
-        if isinstance(frame, SendFrame):
+        if isinstance(frame, AuthFrame):
+            _reauthenticate(ctx, conn, frame)
+        elif isinstance(frame, SendFrame):
             _send(ctx, conn, frame)
         elif isinstance(frame, ReceiptFrame):
             _receipt(ctx, conn, frame)
@@ -108,6 +124,20 @@ def handle_frame(ctx: ChatContext, conn: Connection, raw: str | bytes, bucket: T
     except Exception as exc:  # a backend hiccup must not close the socket
         log.warning("frame %s failed: %s: %s", kind, type(exc).__name__, exc)
         conn.send(error_frame("unavailable", "a backend service is unavailable; try again", ref))
+
+
+def _reauthenticate(ctx: ChatContext, conn: Connection, frame: AuthFrame) -> None:
+    """A fresh token keeps the socket open past the old one's expiry. Another user's token
+    ends the socket; an invalid, expired or ended one is refused and changes nothing."""
+    verifier: AccessTokenVerifier = current_app.extensions[VERIFIER_EXTENSION]
+    claims = verifier.verify(frame.access_token)  # Unauthorized: an error frame, nothing else
+    if claims["sub"] != conn.user_id:
+        conn.send(error_frame("unauthorized", "that access token is another user's"))
+        conn.close(code=CLOSE_UNAUTHORIZED, reason="another user's token")
+        return
+    ctx.hub.check_session(claims.get("sid"))
+    conn.reauthenticate(claims.get("sid"), float(claims["exp"]))
+    conn.send({"type": "auth.ok", "expires_at": rfc3339(float(claims["exp"]))})
 
 
 def _send(ctx: ChatContext, conn: Connection, frame: SendFrame) -> None:
@@ -188,7 +218,15 @@ def _typing(ctx: ChatContext, conn: Connection, frame: TypingFrame) -> None:
 def websocket(ws: Any) -> None:
     ctx = chat_context()
     hub = ctx.hub
-    conn = Connection(ws, g.user_id, hub, ctx.settings.ws_send_queue_size, ctx.settings.ws_sends_in_flight)
+    conn = Connection(
+        ws,
+        g.user_id,
+        hub,
+        ctx.settings.ws_send_queue_size,
+        ctx.settings.ws_sends_in_flight,
+        session_id=g.session_id,
+        expires_at=g.token_expires_at,
+    )
     hub.register(conn)
     writer = threading.Thread(target=conn.write_loop, name=f"ws-writer-{conn.id[:8]}", daemon=True)
     writer.start()

@@ -83,9 +83,11 @@ class AccessTokenSigner:
         self.audience = audience
         self.ttl_seconds = ttl_seconds
 
-    def issue(self, user_id: str, *, now: float | None = None) -> str:
+    def issue(self, user_id: str, *, session_id: str | None = None, now: float | None = None) -> str:
+        """`session_id`: the session (refresh-token family) the token belongs to, claim `sid`:
+        revoking the session ends the sockets opened with its tokens."""
         issued_at = int(time.time() if now is None else now)
-        claims = {
+        claims: dict[str, Any] = {
             "sub": str(user_id),
             "iss": self.issuer,
             "aud": self.audience,
@@ -93,6 +95,8 @@ class AccessTokenSigner:
             "exp": issued_at + self.ttl_seconds,
             "jti": uuid.uuid4().hex,
         }
+        if session_id is not None:
+            claims["sid"] = str(session_id)
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
 
@@ -123,6 +127,11 @@ class AccessTokenVerifier:
             claims["sub"] = str(uuid.UUID(str(claims["sub"])))
         except ValueError:
             raise Unauthorized("invalid access token") from None
+        if "sid" in claims:
+            try:
+                claims["sid"] = str(uuid.UUID(str(claims["sid"])))
+            except ValueError:
+                raise Unauthorized("invalid access token") from None
         return claims
 
 
@@ -142,7 +151,8 @@ def require_user() -> str:
     """The caller's user id from `Authorization: Bearer <jwt>`, or Unauthorized (401)."""
     if "user_id" not in g:
         verifier: AccessTokenVerifier = current_app.extensions[VERIFIER_EXTENSION]
-        g.user_id = verifier.verify(bearer_token(request.headers.get("Authorization")))["sub"]
+        claims = verifier.verify(bearer_token(request.headers.get("Authorization")))
+        g.user_id, g.session_id = claims["sub"], claims.get("sid")
     return g.user_id
 
 

@@ -170,7 +170,7 @@ NGINX_VALUES = {
     "remote_addr": "172.31.250.1",
     "whatsapp_request_id": "0123456789abcdef0123456789abcdef",
     "request_method": "POST",
-    "request_uri": '/api/v1/auth/login?x="y"',
+    "whatsapp_logged_uri": '/api/v1/auth/login?x="y"',
     "status": "429",
     "body_bytes_sent": "57",
     "request_time": "0.004",
@@ -188,7 +188,7 @@ def test_nginx_access_line_is_parsed_as_an_access_event():
     assert event["service"] == "nginx" and event["status"] == 429
     assert 'if [service] == "nginx" and [status]' in pipeline()
     assert event["request_id"] == NGINX_VALUES["whatsapp_request_id"]
-    assert event["uri"] == NGINX_VALUES["request_uri"]
+    assert event["uri"] == NGINX_VALUES["whatsapp_logged_uri"]
     assert isinstance(event["duration"], float) and isinstance(event["bytes"], int)
     # Empty upstream fields (nginx answered itself) are removed by the pipeline.
     assert event["upstream"] == "" and event["upstream_duration"] == ""
