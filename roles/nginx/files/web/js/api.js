@@ -49,13 +49,18 @@ export class Session {
     this.refreshing = null;
     this.timer = null;
     this.onEnded = () => {};
+    // A new access token (refreshed here or in another tab): the open socket renews with it.
+    this.onAccessToken = () => {};
     // Another tab refreshed or logged out: follow it.
     globalThis.addEventListener?.("storage", (event) => {
       if (event.key !== STORAGE_KEY) return;
       const before = this.data;
       this.data = this._read();
       if (before && !this.data) this.onEnded("logged out in another tab");
-      else this._schedule();
+      else {
+        this._schedule();
+        this._announce(before);
+      }
     });
     this._schedule();
   }
@@ -80,11 +85,18 @@ export class Session {
     }
   }
 
+  _announce(before) {
+    const token = this.data && this.data.access_token;
+    if (token && token !== (before && before.access_token)) this.onAccessToken(token);
+  }
+
   _save(data) {
+    const before = this.data;
     this.data = data;
     if (data) this.storage.setItem(STORAGE_KEY, JSON.stringify(data));
     else this.storage.removeItem(STORAGE_KEY);
     this._schedule();
+    this._announce(before);
   }
 
   _schedule() {

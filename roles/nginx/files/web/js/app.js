@@ -119,6 +119,7 @@ class App {
       onState: (state) => this.onSocketState(state),
       onOpen: () => this.onSocketOpen(),
     });
+    this.session.onAccessToken = (token) => this.live && this.live.renew(token);
     this.live.start();
     this.scheduleExpiry();
   }

@@ -1,11 +1,15 @@
 // The WebSocket to /ws: reconnects by itself with exponential backoff and jitter, at once
 // when the browser comes back online; a ping every 15 s finds a socket that died without
 // a close (the answer must come within 10 s). Frames go to onFrame; the app catches up.
+// A fresh access token is handed to the open socket (`auth` frame) before the one it
+// opened with expires; a socket the server ends (4401: session ended or token expired)
+// reconnects with a refreshed token.
 
 const PING_EVERY_MS = 15_000;
 const PONG_WITHIN_MS = 10_000;
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 15_000;
+const CLOSE_UNAUTHORIZED = 4401;
 
 export class LiveSocket {
   /**
@@ -53,6 +57,11 @@ export class LiveSocket {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN || this.state !== "online") return false;
     this.ws.send(JSON.stringify(frame));
     return true;
+  }
+
+  /** Keep the open socket past its token's expiry: the server answers auth.ok. */
+  renew(accessToken) {
+    return this.send({ type: "auth", access_token: accessToken });
   }
 
   _setState(state) {
@@ -103,9 +112,11 @@ export class LiveSocket {
       }
       if (frame && frame.type !== "pong") this.onFrame(frame);
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (this.ws !== ws) return;
+      // Refused before opening, or ended for its authority: the next try refreshes first.
       if (!opened) this.failedBeforeOpen += 1;
+      if (event && event.code === CLOSE_UNAUTHORIZED) this.failedBeforeOpen = 2;
       this._forget();
       this._retryLater();
     };
