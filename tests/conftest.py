@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(os.environ.get("WHATSAPP_VENV", ROOT / ".venv")) / "bin"
@@ -138,3 +140,29 @@ def deployed_stack() -> tuple[subprocess.CompletedProcess[str], float]:
 def stopwatch():
     start = time.monotonic()
     return lambda: time.monotonic() - start
+
+
+def operator_secrets() -> dict:
+    """A full set of secrets as an operator makes them outside development (random values,
+    a fresh signing key pair): what a vault holds. Development values are refused there."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - only these tests
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
+
+    names = yaml.safe_load((ROOT / "group_vars/all/secrets.yml").read_text())["whatsapp_secret_variables"]
+    dev = yaml.safe_load((ROOT / "inventories/airgapped/group_vars/whatsapp/secrets.yml").read_text())
+    values: dict = {}
+    for name in names:
+        if isinstance(dev[name], dict):
+            values[name] = {key: secrets.token_urlsafe(24) for key in dev[name]}
+        else:
+            values[name] = secrets.token_urlsafe(32)
+    key = Ed25519PrivateKey.generate()
+    values["whatsapp_jwt_private_key"] = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    values["whatsapp_jwt_public_key"] = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return values

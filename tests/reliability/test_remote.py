@@ -13,14 +13,15 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from conftest import ROOT, recap, run, tail
+import yaml
+from conftest import ROOT, operator_secrets, recap, run, tail
 
 pytestmark = pytest.mark.docker
 
 SSH_PORT = 2222
-SECRETS = ROOT / "inventories/airgapped/group_vars/whatsapp/secrets.yml"
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,16 @@ def sshd(tmp_path_factory):
     daemon.wait(timeout=10)
 
 
-def remote(sshd, *args: str, log: str):
+@pytest.fixture(scope="module")
+def vault_secrets(tmp_path_factory) -> Path:
+    """What the inventory's vault would hold: its own secrets (a staging inventory refuses
+    the development ones)."""
+    path = tmp_path_factory.mktemp("remote") / "secrets.yml"
+    path.write_text(yaml.safe_dump(operator_secrets()))
+    return path
+
+
+def remote(sshd, vault: Path, *args: str, log: str):
     env = {
         "WHATSAPP_REMOTE_HOST": "127.0.0.1",
         "WHATSAPP_REMOTE_PORT": str(SSH_PORT),
@@ -95,14 +105,14 @@ def remote(sshd, *args: str, log: str):
             f"-o UserKnownHostsFile={sshd['known_hosts']} -o ControlMaster=auto -o ControlPersist=60s"
         ),
     }
-    # The inventory's secrets would come from its vault; the test lends it the development ones.
+    # The inventory's secrets would come from its vault: the test makes its own.
     # nginx stays on loopback here (the machine's rule), where a real remote host uses 0.0.0.0.
     command = [
         "ansible-playbook",
         "-i",
         str(ROOT / "inventories/remote"),
         "-e",
-        f"@{SECRETS}",
+        f"@{vault}",
         "-e",
         "nginx_publish_address=127.0.0.1",
         *args,
@@ -110,15 +120,17 @@ def remote(sshd, *args: str, log: str):
     return run(command, log=log, timeout=1200, extra_env=env)
 
 
-def test_remote_inventory_deploys_over_ssh_and_publishes_only_nginx(deployed_stack, sshd):
+def test_remote_inventory_deploys_over_ssh_and_publishes_only_nginx(deployed_stack, sshd, vault_secrets):
     assert deployed_stack[0].returncode == 0
-    result = remote(sshd, "site.yml", "--tags", "docker_host,redis,nginx", log="remote-deploy.log")
+    result = remote(
+        sshd, vault_secrets, "site.yml", "--tags", "docker_host,redis,nginx", log="remote-deploy.log"
+    )
     assert result.returncode == 0, tail(result, 120)
     assert recap(result.stdout)["whatsapp-remote"]["failed"] == 0
     # It really went through SSH: the connection plugin and the host's own interpreter.
     assert (
         "ESTABLISH SSH CONNECTION"
-        in remote(sshd, "playbooks/health_check.yml", "-vvv", log="remote-health.log").stdout
+        in remote(sshd, vault_secrets, "playbooks/health_check.yml", "-vvv", log="remote-health.log").stdout
     )
     redis, nginx = (
         json.loads(subprocess.check_output(["docker", "inspect", name]))[0]

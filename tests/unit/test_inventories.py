@@ -9,37 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, recap, run, tail
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from conftest import ROOT, operator_secrets, recap, run, tail
 
-SECRET_VARIABLES = yaml.safe_load((ROOT / "group_vars/all/secrets.yml").read_text())[
-    "whatsapp_secret_variables"
-]
 DEV_SECRETS = yaml.safe_load((ROOT / "inventories/airgapped/group_vars/whatsapp/secrets.yml").read_text())
 # Validation only: the production host is a documentation address nothing answers on.
 LOCAL = ["-e", "ansible_connection=local", "-e", "ansible_python_interpreter={{ ansible_playbook_python }}"]
-
-
-def strong_secrets() -> dict:
-    """A full set of secrets as an operator would make them for production."""
-    values: dict = {}
-    for name in SECRET_VARIABLES:
-        dev = DEV_SECRETS[name]
-        if isinstance(dev, dict):
-            values[name] = {key: secrets.token_urlsafe(24) for key in dev}
-        else:
-            values[name] = secrets.token_urlsafe(32)
-    key = Ed25519PrivateKey.generate()
-    values["whatsapp_jwt_private_key"] = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    values["whatsapp_jwt_public_key"] = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return values
 
 
 @pytest.fixture
@@ -66,22 +40,37 @@ def production(tmp_path: Path):
 
 
 def test_production_with_vault_secrets_passes_validation(production):
-    args = production(strong_secrets())
+    args = production(operator_secrets())
     result = run(["ansible-playbook", *args, "playbooks/validate.yml"], log="validate-production.log")
     assert result.returncode == 0, tail(result)
     assert recap(result.stdout)["whatsapp-prod-1"]["failed"] == 0
     # The refusal check ran (production), it was not skipped.
-    assert "TASK [Refuse development secrets in production]" in result.stdout
+    assert "TASK [Refuse development secrets outside development]" in result.stdout
     assert "skipping: [whatsapp-prod-1] => (item=redis_password)" not in result.stdout
 
 
 def test_production_refuses_one_development_secret_in_the_vault(production):
-    values = strong_secrets()
+    values = operator_secrets()
     values["rabbitmq_passwords"]["svc_chat"] = DEV_SECRETS["rabbitmq_passwords"]["svc_chat"]
     result = run(["ansible-playbook", *production(values), "site.yml"], log="validate-production-dev.log")
     assert result.returncode != 0
     assert "rabbitmq_passwords still has a development default" in result.stdout, tail(result)
     assert "Prepare the Docker host" not in result.stdout
+
+
+def test_staging_refuses_the_development_signing_key_even_without_its_label(production):
+    """Not only the prefix: the development key's PEM block alone is refused too, in any
+    environment but development."""
+    values = operator_secrets()
+    dev_key = DEV_SECRETS["whatsapp_jwt_private_key"]
+    values["whatsapp_jwt_private_key"] = dev_key[dev_key.index("-----BEGIN") :]
+    values["whatsapp_jwt_public_key"] = DEV_SECRETS["whatsapp_jwt_public_key"]
+    args = [*production(values), "-e", "whatsapp_environment=staging"]
+    result = run(["ansible-playbook", *args, "playbooks/validate.yml"], log="validate-staging-dev-key.log")
+    assert result.returncode != 0
+    assert (
+        "whatsapp_jwt_private_key still has a development default in a staging inventory" in result.stdout
+    ), tail(result)
 
 
 def test_production_without_its_vault_stops_naming_the_missing_secret(production):
