@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 WS_PATH = "/ws"
 RECEIVE_TIMEOUT_SECONDS = 10.0
+WRITER_DRAIN_SECONDS = 5.0
 sock = Sock()
 
 
@@ -250,6 +251,9 @@ def websocket(ws: Any) -> None:
         conn.close()
         hub.unregister(conn)
         hub.went_offline(conn)
+        # The writer sends what is queued (an error frame, say) and the close code (4401)
+        # before the handler returns and the socket is closed under it.
+        writer.join(timeout=WRITER_DRAIN_SECONDS)
 
 
 def without_compression() -> None:
