@@ -12,6 +12,7 @@ from services.common.db import Database
 from services.common.redis_client import create_redis
 from services.user.passwords import PasswordHasher
 from services.user.settings import UserSettings
+from services.user.throttle import LoginThrottle, throttle_secret
 from services.user.tokens import TokenIssuer
 
 EXTENSION = "whatsapp_user"
@@ -24,14 +25,16 @@ class UserContext:
     redis: redis.Redis
     passwords: PasswordHasher
     tokens: TokenIssuer
+    login_throttle: LoginThrottle
 
     @classmethod
     def create(cls, settings: UserSettings) -> UserContext:
+        redis_client = create_redis(settings)
         return cls(
             settings=settings,
             db=Database(settings),
-            redis=create_redis(settings),
-            passwords=PasswordHasher(settings.bcrypt_cost),
+            redis=redis_client,
+            passwords=PasswordHasher(settings.bcrypt_cost, concurrent=settings.password_checks_concurrent),
             tokens=TokenIssuer(
                 AccessTokenSigner(
                     settings.jwt_private_key,
@@ -40,6 +43,12 @@ class UserContext:
                     ttl_seconds=settings.access_token_ttl_seconds,
                 ),
                 refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
+            ),
+            login_throttle=LoginThrottle(
+                redis_client,
+                max_failures=settings.login_max_failures,
+                window_seconds=settings.login_failure_window_seconds,
+                secret=throttle_secret(settings.jwt_private_key),
             ),
         )
 

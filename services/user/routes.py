@@ -67,11 +67,21 @@ def register() -> tuple[Response, int]:
 def login() -> Response:
     body = parse_body(LoginRequest)
     ctx = user_context()
-    with ctx.db.connection() as conn:
-        row = store.get_login(conn, body.phone)
-    # Unknown phone and wrong password: same bcrypt work, same answer.
-    if not ctx.passwords.verify(body.password, row["password_hash"] if row else None) or row is None:
+    # 429 once this phone has too many recent failures (services/user/throttle.py); else the
+    # attempt counts as a failure until it proves otherwise.
+    attempt = ctx.login_throttle.begin(body.phone)
+    try:
+        with ctx.db.connection() as conn:
+            row = store.get_login(conn, body.phone)
+        # Unknown phone and wrong password: same bcrypt work, same answer. 503 when the
+        # password pool is full (services/user/passwords.py).
+        verified = ctx.passwords.verify(body.password, row["password_hash"] if row else None)
+    except BaseException:
+        attempt.discard()  # the password was never checked: not a failure
+        raise
+    if not verified or row is None:
         raise Unauthorized(WRONG_CREDENTIALS)
+    attempt.discard()
     with ctx.db.transaction() as conn:
         pair = ctx.tokens.issue_pair(conn, row["id"])
     return jsonify({"user": user_json(row, include_phone=True), **pair})

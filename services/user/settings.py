@@ -1,4 +1,5 @@
-"""Settings of the user service: the common ones plus signing, bcrypt and webhook hosts."""
+"""Settings of the user service: the common ones plus signing, bcrypt, login throttling and
+webhook hosts."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ class UserSettings(BaseSettings):
     jwt_private_key: str
     # bcrypt work factor: 12 is ~0.25 s per hash on one core; 4 only for tests.
     bcrypt_cost: int = Field(default=12, ge=4, le=16)
+    # bcrypt computations at once (login and register); beyond them both answer 503 at
+    # once. Keep it below gunicorn's threads, so other routes always find a free thread.
+    password_checks_concurrent: int = Field(default=4, ge=1, le=256)
+    # Failed logins one phone may have within the window (any address); the next attempt,
+    # and every one until the oldest failure leaves the window, answers 429.
+    login_max_failures: int = Field(default=10, ge=1, le=10_000)
+    login_failure_window_seconds: int = Field(default=900, ge=1, le=86_400)
     # Hosts webhook devices may point at (comma separated); empty refuses every webhook,
     # so the service cannot be aimed at internal addresses by default.
     webhook_allowed_hosts: tuple[str, ...] = ()
