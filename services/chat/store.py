@@ -253,17 +253,13 @@ def unstored_messages(conn: psycopg.Connection, older_than: timedelta, limit: in
 
 
 def watchers_of(conn: psycopg.Connection, user_id: str) -> list[str]:
-    """Users who have `user_id` as a contact (they see its presence), minus any it blocked."""
-    rows = conn.execute(
-        """
-        SELECT c.owner_id FROM accounts.contacts c
-        WHERE c.contact_id = %(user)s
-          AND NOT EXISTS (SELECT 1 FROM accounts.blocks b
-                          WHERE b.blocker_id = %(user)s AND b.blocked_id = c.owner_id)
-        """,
-        {"user": user_id},
-    ).fetchall()
-    return [str(r["owner_id"]) for r in rows]
+    """Users who have `user_id` as a contact, minus any it blocked, narrowed by its
+    last_seen_visibility: the rule is services/common/watchers.py's, shared with scheduled_jobs."""
+    # Imported here, not at the top: this function is the only part of the module that
+    # depends on the shared rule.
+    from services.common.watchers import query_watchers  # noqa: PLC0415
+
+    return query_watchers(conn, user_id)
 
 
 def record_last_seen(conn: psycopg.Connection, user_id: str, seen_at: datetime) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 
 from services.common.times import rfc3339
+from services.common.watchers import query_watchers
 from services.scheduled_jobs.context import JobsContext
 from services.scheduled_jobs.events import publish_events
 
@@ -86,17 +87,9 @@ def last_seen_at(stale_score: float, now: float) -> datetime:
 
 
 def watchers_of(conn: psycopg.Connection, user_id: str) -> list[str]:
-    """Users who have `user_id` as a contact (they see its presence), minus any it blocked."""
-    rows = conn.execute(
-        """
-        SELECT c.owner_id FROM accounts.contacts c
-        WHERE c.contact_id = %(user)s
-          AND NOT EXISTS (SELECT 1 FROM accounts.blocks b
-                          WHERE b.blocker_id = %(user)s AND b.blocked_id = c.owner_id)
-        """,
-        {"user": user_id},
-    ).fetchall()
-    return [str(r["owner_id"]) for r in rows]
+    """Users who have `user_id` as a contact, minus any it blocked, narrowed by its
+    last_seen_visibility: the rule is services/common/watchers.py's, shared with chat."""
+    return query_watchers(conn, user_id)
 
 
 def _script(ctx: JobsContext) -> Any:

@@ -1,9 +1,9 @@
 """Request bodies of the user service, with the contract's limits.
 
 Phone numbers are E.164 (`+` and 8-15 digits), passwords 8..128 characters, display_name
-1..64, about 0..140. Webhook device tokens are URLs whose host must be on the deployment's
-allow-list (passed as validation context), so the service cannot be aimed at internal
-addresses.
+1..64, about 0..140, last_seen_visibility one of everyone, contacts, nobody. Webhook device
+tokens are URLs whose host must be on the deployment's allow-list (passed as validation
+context), so the service cannot be aimed at internal addresses.
 """
 
 from __future__ import annotations
@@ -70,6 +70,9 @@ DisplayName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(
 About = Annotated[str, Field(max_length=140)]
 AvatarUrl = Annotated[str, Field(max_length=MAX_URL_LENGTH), AfterValidator(check_http_url)]
 Platform = Literal["fcm", "apns", "webhook"]
+# Who sees a user's online state and last seen (GET /users/{id}/presence, presence frames):
+# anyone who keeps them as a contact, only those the user keeps as contacts, or no one.
+LastSeenVisibility = Literal["everyone", "contacts", "nobody"]
 
 
 class RegisterRequest(RequestModel):
@@ -92,12 +95,13 @@ class RefreshTokenRequest(RequestModel):
 class ProfileUpdate(RequestModel):
     display_name: DisplayName | None = None
     about: About | None = None
-    # null clears the avatar; display_name and about cannot be null.
+    # null clears the avatar; display_name, about and last_seen_visibility cannot be null.
     avatar_url: AvatarUrl | None = None
+    last_seen_visibility: LastSeenVisibility | None = None
 
     @model_validator(mode="after")
     def _no_null_text(self) -> Self:
-        for name in ("display_name", "about"):
+        for name in ("display_name", "about", "last_seen_visibility"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name}: must not be null")
         return self

@@ -27,7 +27,7 @@ from services.user.models import (
     UserReference,
     check_phone,
 )
-from services.user.presence import is_online
+from services.user.presence import is_online, may_see_presence
 from services.user.views import seen_by, user_json, user_uuid
 
 API_PREFIX = "/api/v1"
@@ -106,13 +106,18 @@ def logout() -> Response:
 # ---- users -------------------------------------------------------------------------------
 
 
+def _own_user_json(row: dict[str, Any]) -> dict[str, Any]:
+    """`user` as its owner sees it: with the phone and the owner's privacy settings."""
+    return {**user_json(row, include_phone=True), "last_seen_visibility": row["last_seen_visibility"]}
+
+
 def _own_profile(user_id: str) -> dict[str, Any]:
     with user_context().db.connection() as conn:
         row = store.get_user(conn, user_id, viewer=user_id)
     if row is None:
         # A valid token for an account that no longer exists.
         raise NotFound("no such user")
-    return user_json(row, include_phone=True)
+    return _own_user_json(row)
 
 
 @users_bp.get("/me")
@@ -131,7 +136,7 @@ def update_me() -> Response:
         row = store.update_profile(conn, user_id, changes)
     if row is None:
         raise NotFound("no such user")
-    return jsonify(user_json(row, include_phone=True))
+    return jsonify(_own_user_json(row))
 
 
 @users_bp.get("")
@@ -175,6 +180,11 @@ def get_presence(user_id: str) -> Response:
     if row["blocked_viewer"]:
         # Someone who blocked you shows neither online state nor last seen.
         return jsonify({"user_id": target, "online": False, "last_seen": None})
+    if not may_see_presence(
+        row["last_seen_visibility"], is_self=target == viewer, viewer_is_contact=row["viewer_is_contact"]
+    ):
+        # Hidden by the user's last_seen_visibility: neither state is known to this viewer.
+        return jsonify({"user_id": target, "online": None, "last_seen": None})
     return jsonify(
         {"user_id": target, "online": is_online(ctx.redis, target), "last_seen": rfc3339(row["last_seen"])}
     )
@@ -245,7 +255,10 @@ def add_device() -> tuple[Response, int]:
         DeviceRegistration, context={"webhook_allowed_hosts": ctx.settings.webhook_allowed_hosts}
     )
     with ctx.db.connection() as conn:
-        device_id = store.add_device(conn, user_id, body.platform, body.token)
+        try:
+            device_id = store.add_device(conn, user_id, body.platform, body.token)
+        except store.TooManyDevices as exc:
+            raise Conflict(f"{exc}: remove one first") from None
     if device_id is None:
         # A valid token whose account is gone: like every other route, 404 (never a 500).
         raise NotFound("no such user")

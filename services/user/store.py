@@ -48,10 +48,12 @@ def get_login(conn: psycopg.Connection, phone: str) -> Row | None:
 
 
 def get_user(conn: psycopg.Connection, user_id: ID, *, viewer: ID) -> Row | None:
-    """The user as `viewer` sees them: with `is_contact` (viewer keeps them as a contact)."""
+    """The user as `viewer` sees them: with `is_contact` (viewer keeps them as a contact)
+    and `last_seen_visibility` (shown to the user only; routes decide)."""
     return conn.execute(
         """
         SELECT u.id, u.phone, u.display_name, u.about, u.avatar_url, u.created_at,
+               u.last_seen_visibility,
                EXISTS (SELECT 1 FROM accounts.contacts c
                        WHERE c.owner_id = %(viewer)s AND c.contact_id = u.id) AS is_contact
         FROM accounts.users u WHERE u.id = %(id)s
@@ -72,34 +74,41 @@ def find_users_by_phone(conn: psycopg.Connection, phone: str, *, viewer: ID) -> 
     ).fetchall()
 
 
+PROFILE_FIELDS = ("display_name", "about", "avatar_url", "last_seen_visibility")
+
+
 def update_profile(conn: psycopg.Connection, user_id: ID, changes: dict[str, Any]) -> Row | None:
-    """Set the given fields among display_name, about, avatar_url; the user after, or None."""
+    """Set the given fields among PROFILE_FIELDS; the user after, or None."""
     return conn.execute(
         """
         UPDATE accounts.users AS u SET
             display_name = CASE WHEN %(set_display_name)s THEN %(display_name)s ELSE u.display_name END,
             about = CASE WHEN %(set_about)s THEN %(about)s ELSE u.about END,
-            avatar_url = CASE WHEN %(set_avatar_url)s THEN %(avatar_url)s ELSE u.avatar_url END
+            avatar_url = CASE WHEN %(set_avatar_url)s THEN %(avatar_url)s ELSE u.avatar_url END,
+            last_seen_visibility = CASE WHEN %(set_last_seen_visibility)s
+                                        THEN %(last_seen_visibility)s ELSE u.last_seen_visibility END
         WHERE u.id = %(id)s
-        RETURNING u.id, u.phone, u.display_name, u.about, u.avatar_url, u.created_at
+        RETURNING u.id, u.phone, u.display_name, u.about, u.avatar_url, u.created_at,
+                  u.last_seen_visibility
         """,
         {
             "id": user_id,
-            **{f"set_{name}": name in changes for name in ("display_name", "about", "avatar_url")},
-            "display_name": changes.get("display_name"),
-            "about": changes.get("about"),
-            "avatar_url": changes.get("avatar_url"),
+            **{f"set_{name}": name in changes for name in PROFILE_FIELDS},
+            **{name: changes.get(name) for name in PROFILE_FIELDS},
         },
     ).fetchone()
 
 
 def get_presence(conn: psycopg.Connection, user_id: ID, *, viewer: ID) -> Row | None:
-    """`last_seen` of a user and whether they blocked the viewer (who then sees nothing)."""
+    """`last_seen` of a user, its `last_seen_visibility`, whether it blocked the viewer (who
+    then sees nothing) and whether it keeps the viewer as a contact (`viewer_is_contact`)."""
     return conn.execute(
         """
-        SELECT u.last_seen,
+        SELECT u.last_seen, u.last_seen_visibility,
                EXISTS (SELECT 1 FROM accounts.blocks b
-                       WHERE b.blocker_id = u.id AND b.blocked_id = %(viewer)s) AS blocked_viewer
+                       WHERE b.blocker_id = u.id AND b.blocked_id = %(viewer)s) AS blocked_viewer,
+               EXISTS (SELECT 1 FROM accounts.contacts c
+                       WHERE c.owner_id = u.id AND c.contact_id = %(viewer)s) AS viewer_is_contact
         FROM accounts.users u WHERE u.id = %(id)s
         """,
         {"id": user_id, "viewer": viewer},
@@ -187,25 +196,54 @@ def remove_block(conn: psycopg.Connection, blocker_id: ID, blocked_id: ID) -> bo
 # ---- devices -----------------------------------------------------------------------------
 
 
-def add_device(conn: psycopg.Connection, user_id: ID, platform: str, token: str) -> uuid.UUID | None:
-    """The device's id; registering the same (platform, token) again returns the same id.
+# The contract's bound on push targets per user.
+MAX_DEVICES_PER_USER = 20
+
+
+class TooManyDevices(Exception):
+    """The user has MAX_DEVICES_PER_USER push targets already (and this is not one of them)."""
+
+
+def add_device(
+    conn: psycopg.Connection, user_id: ID, platform: str, token: str, *, limit: int = MAX_DEVICES_PER_USER
+) -> uuid.UUID | None:
+    """The device's id; registering the same (platform, token) again returns the same id,
+    at the limit too. TooManyDevices when the user has `limit` other devices.
 
     None when `user_id` is no user: a valid access token can outlive its account.
     """
+    params = {"user": user_id, "platform": platform, "token": token, "limit": limit}
     try:
         # A savepoint (or its own transaction): the violation must not abort the caller's.
         with conn.transaction():
+            # The user's row locked first: concurrent registrations of one user take turns,
+            # and the count below (a new statement, so a new snapshot) sees every device
+            # committed before. NO KEY UPDATE conflicts with itself, not with the KEY SHARE
+            # that other rows' foreign keys to the user take.
+            if (
+                conn.execute(
+                    "SELECT 1 FROM accounts.users WHERE id = %(user)s FOR NO KEY UPDATE", params
+                ).fetchone()
+                is None
+            ):
+                return None
             row = conn.execute(
                 """
                 INSERT INTO accounts.devices (user_id, platform, token)
-                VALUES (%(user)s, %(platform)s, %(token)s)
+                SELECT %(user)s, %(platform)s, %(token)s
+                WHERE (SELECT count(*) FROM accounts.devices d WHERE d.user_id = %(user)s) < %(limit)s
+                   OR EXISTS (SELECT 1 FROM accounts.devices d
+                              WHERE d.user_id = %(user)s AND d.platform = %(platform)s
+                                AND d.token = %(token)s)
                 ON CONFLICT (user_id, platform, token) DO UPDATE SET token = EXCLUDED.token
                 RETURNING id
                 """,
-                {"user": user_id, "platform": platform, "token": token},
+                params,
             ).fetchone()
     except psycopg.errors.ForeignKeyViolation:
         return None
+    if row is None:
+        raise TooManyDevices(f"at most {limit} push targets per user")
     return row["id"]
 
 
