@@ -43,6 +43,7 @@ class UserContext:
                     ttl_seconds=settings.access_token_ttl_seconds,
                 ),
                 refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
+                redis_client=redis_client,
             ),
             login_throttle=LoginThrottle(
                 redis_client,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from services.common.auth import require_user
 from services.common.bodies import parse_body
@@ -99,7 +99,7 @@ def logout() -> Response:
     user_id = require_user()
     body = parse_body(RefreshTokenRequest)
     ctx = user_context()
-    ctx.tokens.revoke_family_of(ctx.db, body.refresh_token, user_id)
+    ctx.tokens.revoke_family_of(ctx.db, body.refresh_token, user_id, g.get("session_id"))
     return no_content()
 
 

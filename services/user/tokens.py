@@ -18,10 +18,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+import redis
 
 from services.common.auth import AccessTokenSigner
 from services.common.db import Database
 from services.common.errors import Unauthorized
+from services.common.sessions import end_sessions
 from services.common.times import utcnow
 from services.user import store
 
@@ -70,9 +72,10 @@ def hash_refresh_token(token: str) -> str:
 class TokenIssuer:
     """Issues, rotates and revokes token pairs; the SQL is in store.py."""
 
-    def __init__(self, signer: AccessTokenSigner, *, refresh_ttl_seconds: int):
+    def __init__(self, signer: AccessTokenSigner, *, refresh_ttl_seconds: int, redis_client: redis.Redis):
         self.signer = signer
         self.refresh_ttl = timedelta(seconds=refresh_ttl_seconds)
+        self.redis = redis_client
 
     def issue_pair(
         self,
@@ -82,13 +85,15 @@ class TokenIssuer:
         family_id: uuid.UUID | None = None,
         now: datetime | None = None,
     ) -> dict[str, Any]:
-        """A new access token and refresh token (stored hashed); a new family unless given one."""
+        """A new access token and refresh token (stored hashed); a new family unless given one.
+        The family is the session: its id is the access token's `sid`."""
         now = now or utcnow()
         refresh_token = new_refresh_token()
+        family_id = family_id or uuid.uuid4()
         store.insert_refresh_token(
             conn,
             store.NewRefreshToken(
-                family_id=family_id or uuid.uuid4(),
+                family_id=family_id,
                 user_id=user_id,
                 token_hash=hash_refresh_token(refresh_token),
                 issued_at=now,
@@ -96,7 +101,7 @@ class TokenIssuer:
             ),
         )
         return {
-            "access_token": self.signer.issue(str(user_id), now=now.timestamp()),
+            "access_token": self.signer.issue(str(user_id), session_id=str(family_id), now=now.timestamp()),
             "refresh_token": refresh_token,
             "token_type": "Bearer",
             "expires_in": self.signer.ttl_seconds,
@@ -114,15 +119,26 @@ class TokenIssuer:
             if action is RefreshAction.ROTATE and record is not None:
                 store.mark_refresh_token_used(conn, record.id, now)
                 return self.issue_pair(conn, record.user_id, family_id=record.family_id, now=now)
-            if action is RefreshAction.REVOKE_FAMILY and record is not None:
+            revoked = action is RefreshAction.REVOKE_FAMILY and record is not None
+            if revoked and record is not None:
                 store.revoke_refresh_family(conn, record.family_id, now)
-        # Raised only after the transaction committed: the revocation must stand.
+        # Only after the transaction committed: the revocation must stand.
+        if revoked and record is not None:
+            self.end_session(record.family_id)
         raise Unauthorized(REFRESH_REFUSED)
 
-    @staticmethod
-    def revoke_family_of(db: Database, token: str, user_id: str) -> None:
-        """Logout: revoke the family of the caller's own refresh token (others' are left alone)."""
+    def end_session(self, family_id: uuid.UUID | str) -> None:
+        """The session's sockets end too (every chat instance is told through Redis)."""
+        end_sessions(self.redis, [str(family_id)], access_ttl_seconds=self.signer.ttl_seconds)
+
+    def revoke_family_of(self, db: Database, token: str, user_id: str, session_id: str | None = None) -> None:
+        """Logout: revoke the family of the caller's own refresh token (others' are left alone)
+        and end its sockets; `session_id` (the caller's access token's) ends with it."""
+        ended = {session_id} if session_id else set()
         with db.transaction() as conn:
             row = store.lock_refresh_token(conn, hash_refresh_token(token))
             if row is not None and str(row["user_id"]) == user_id:
                 store.revoke_refresh_family(conn, row["family_id"], utcnow())
+                ended.add(str(row["family_id"]))
+        for sid in ended:
+            self.end_session(sid)

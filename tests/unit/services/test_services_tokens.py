@@ -6,8 +6,10 @@ import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
-from service_helpers import signer, verifier
+import redis
+from service_helpers import UNREACHABLE_REDIS, signer, verifier
 
 from services.common.errors import Unauthorized
 from services.user import store, tokens
@@ -104,16 +106,26 @@ def stored_row(rec: RefreshTokenRecord) -> dict:
     return {name: getattr(rec, name) for name in RefreshTokenRecord.__dataclass_fields__}
 
 
+def issuer() -> TokenIssuer:
+    # Ending a session tells chat through Redis; unreachable here: the revocation in
+    # PostgreSQL still stands (test_services_sessions.py has a real Redis).
+    unreachable = redis.Redis.from_url(UNREACHABLE_REDIS, socket_connect_timeout=0.2, socket_timeout=0.2)
+    return TokenIssuer(signer(), refresh_ttl_seconds=3600, redis_client=unreachable)
+
+
 def test_issue_pair_returns_the_contract_shape_and_stores_only_the_hash(fake_store):
     calls, _ = fake_store
     user_id = uuid.uuid4()
-    pair = TokenIssuer(signer(), refresh_ttl_seconds=3600).issue_pair(object(), user_id, now=NOW)
+    pair = issuer().issue_pair(object(), user_id, now=NOW)
     assert set(pair) == {"access_token", "refresh_token", "token_type", "expires_in"}
     assert (pair["token_type"], pair["expires_in"]) == ("Bearer", 900)
     (saved,) = calls["insert"]
     assert saved.token_hash == tokens.hash_refresh_token(pair["refresh_token"])
     assert saved.expires_at == NOW + timedelta(hours=1)
     assert saved.user_id == user_id
+    # The access token names its session: the refresh token's family.
+    claims = jwt.decode(pair["access_token"], options={"verify_signature": False})
+    assert claims["sid"] == str(saved.family_id)
 
 
 def test_rotation_marks_used_and_stays_in_the_family(fake_store):
@@ -122,7 +134,7 @@ def test_rotation_marks_used_and_stays_in_the_family(fake_store):
     presented = tokens.new_refresh_token()
     stored[tokens.hash_refresh_token(presented)] = stored_row(live)
     db = FakeDatabase()
-    pair = TokenIssuer(signer(), refresh_ttl_seconds=3600).rotate(db, presented)
+    pair = issuer().rotate(db, presented)
     assert calls["used"] == [live.id]
     assert calls["insert"][0].family_id == live.family_id
     assert verifier().verify(pair["access_token"])["sub"] == str(live.user_id)
@@ -136,7 +148,7 @@ def test_reuse_revokes_the_family_commits_then_answers_401(fake_store):
     stored[tokens.hash_refresh_token("spent-token")] = stored_row(spent)
     db = FakeDatabase()
     with pytest.raises(Unauthorized):
-        TokenIssuer(signer(), refresh_ttl_seconds=3600).rotate(db, "spent-token")
+        issuer().rotate(db, "spent-token")
     assert calls["revoked"] == [spent.family_id]
     # The revocation must survive the 401: the transaction committed before the error.
     assert db.outcomes == ["commit"]
@@ -146,7 +158,7 @@ def test_reuse_revokes_the_family_commits_then_answers_401(fake_store):
 def test_unknown_token_changes_nothing(fake_store):
     calls, _ = fake_store
     with pytest.raises(Unauthorized):
-        TokenIssuer(signer(), refresh_ttl_seconds=3600).rotate(FakeDatabase(), "never-issued")
+        issuer().rotate(FakeDatabase(), "never-issued")
     assert calls == {"insert": [], "used": [], "revoked": []}
 
 
@@ -154,7 +166,7 @@ def test_logout_revokes_only_the_callers_own_family(fake_store):
     calls, stored = fake_store
     mine = record()
     stored[tokens.hash_refresh_token("mine")] = stored_row(mine)
-    TokenIssuer.revoke_family_of(FakeDatabase(), "mine", str(uuid.uuid4()))
+    issuer().revoke_family_of(FakeDatabase(), "mine", str(uuid.uuid4()))
     assert calls["revoked"] == []
-    TokenIssuer.revoke_family_of(FakeDatabase(), "mine", str(mine.user_id))
+    issuer().revoke_family_of(FakeDatabase(), "mine", str(mine.user_id))
     assert calls["revoked"] == [mine.family_id]
