@@ -20,19 +20,21 @@ t=$(now_s)
 t_boot=$(elapsed "$t")
 
 # Programs the tests use from the host, besides the venv's: psql (postgresql-client),
-# redis-server for the scheduler's leader-lock unit tests (a real Redis, no container),
+# redis-server and PostgreSQL's server programs for the unit tests' throw-away stores (real
+# servers, no container: tests/unit/services/real_backends.py),
 # Debian's chromium and chromium-driver for the web client's browser test (nothing is
 # downloaded by Selenium), and node for the syntax check of the client's JavaScript.
 if ! { command -v psql && command -v redis-server && command -v chromium && command -v chromedriver \
-       && command -v node; } >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  info "installing postgresql-client, redis-server, chromium, chromium-driver and node for the tests"
-  # Only the program is wanted: a started Debian redis service would hold 127.0.0.1:6379,
-  # the redis container's published port. policy-rc.d (exit 101) forbids starting it.
+       && command -v node && compgen -G '/usr/lib/postgresql/*/bin/initdb'; } >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  info "installing postgresql-client, postgresql, redis-server, chromium, chromium-driver and node for the tests"
+  # Only the programs are wanted: started Debian redis and postgresql services would hold
+  # 127.0.0.1:6379 and :5432, the containers' published ports. policy-rc.d (exit 101)
+  # forbids starting them.
   policy_added=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy_added=1
   fi
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client redis-server \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client postgresql redis-server \
     chromium chromium-driver $(command -v node >/dev/null || echo nodejs) >/dev/null
   if [ -n "$policy_added" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi

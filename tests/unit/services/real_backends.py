@@ -1,16 +1,18 @@
-"""Real Redis and PostgreSQL for the user service's unit tests (no fakes), cleaned up after.
+"""Real Redis and PostgreSQL for the services' unit tests (no fakes), started here and
+removed after: nothing of the deployed stack is touched, so these tests run before it exists
+and beside the layers that deploy it.
 
-Redis: the deployed stack's (the test inventory's address, port and password) when it
-answers, else a throw-away `redis-server` started on a free port, else the test is
-skipped. Every test uses keys under a prefix of its own and deletes them afterwards.
+Redis: a throw-away `redis-server` on 127.0.0.1 at a free port, nothing saved. Every test
+uses keys under a prefix of its own and deletes them afterwards.
 
-PostgreSQL: a throw-away database on the deployed stack's server (as its superuser, from
-the test inventory), migrated with the project's own runner and dropped after the module.
-Without a reachable server the tests are skipped. The stack's own database is never
-touched.
+PostgreSQL: a throw-away cluster of Debian's `postgresql` binaries (initdb, pg_ctl) in a
+temporary directory, listening on a Unix socket there only, run as the `postgres` account
+when the tests run as root; each module gets a database migrated with the project's own
+runner.
 
 `WHATSAPP_TEST_REDIS_URL` and `WHATSAPP_TEST_POSTGRES_DSN` (a superuser's DSN to any
-database of the server) override what the inventory says.
+database of a server) use servers of one's own instead. Without either the server or its
+program the tests fail, naming the package to install: they are never skipped.
 """
 
 from __future__ import annotations
@@ -19,42 +21,21 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 import redis
-import yaml
-from conftest import ROOT, TEST_INVENTORY
 from psycopg import sql
 
 from services.migrations.runner import migrate
 
-
-def _deployed_vars() -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    paths = [
-        *sorted((ROOT / "group_vars/all").glob("*.yml")),
-        *sorted((Path(TEST_INVENTORY) / "group_vars/whatsapp").glob("*.yml")),
-    ]
-    for path in paths:
-        values.update(yaml.safe_load(path.read_text()) or {})
-    return values
-
-
-DEPLOYED = _deployed_vars()
-
-
-def stack_redis_url() -> str:
-    return os.environ.get("WHATSAPP_TEST_REDIS_URL") or (
-        f"redis://:{DEPLOYED.get('redis_password', '')}@{DEPLOYED['whatsapp_publish_address']}:"
-        f"{DEPLOYED['redis_port']}/0"
-    )
+START_SECONDS = 30
 
 
 def _answers(url: str) -> bool:
@@ -72,14 +53,13 @@ def _free_port() -> int:
 
 @contextmanager
 def redis_url() -> Iterator[str]:
-    """A URL of a Redis that answers: the stack's, or a throw-away server's."""
-    url = stack_redis_url()
-    if _answers(url):
-        yield url
+    """The URL of a throw-away Redis (or WHATSAPP_TEST_REDIS_URL's)."""
+    if os.environ.get("WHATSAPP_TEST_REDIS_URL"):
+        yield os.environ["WHATSAPP_TEST_REDIS_URL"]
         return
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip(f"no Redis answers at {url.split('@')[-1]} and redis-server is not installed")
+        pytest.fail("redis-server is not installed (apt-get install redis-server; scripts/test.sh does)")
     port = _free_port()
     process = subprocess.Popen(  # noqa: S603 (a fixed local binary)
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -88,10 +68,10 @@ def redis_url() -> Iterator[str]:
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + START_SECONDS
         while not _answers(url):
             if time.monotonic() > deadline or process.poll() is not None:
-                pytest.skip("the throw-away redis-server did not start")
+                pytest.fail(f"the throw-away redis-server did not start (exit code {process.poll()})")
             time.sleep(0.05)
         yield url
     finally:
@@ -105,27 +85,74 @@ def delete_prefix(client: redis.Redis, prefix: str) -> None:
         client.delete(*keys)
 
 
-def _admin_dsn() -> str:
-    return os.environ.get("WHATSAPP_TEST_POSTGRES_DSN") or (
-        f"postgresql://{DEPLOYED['postgres_superuser']}:{DEPLOYED.get('postgres_superuser_password', '')}"
-        f"@{DEPLOYED['whatsapp_publish_address']}:{DEPLOYED['postgres_port']}/{DEPLOYED['postgres_database']}"
-    )
+def _postgres_programs() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    if initdb is None:
+        pytest.fail("PostgreSQL's server programs are not installed (apt-get install postgresql; scripts/test.sh does)")
+    return Path(initdb).parent
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root.
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@contextmanager
+def _local_postgres() -> Iterator[str]:
+    """The superuser DSN of a throw-away PostgreSQL cluster, stopped and removed after."""
+    programs = _postgres_programs()
+    base = Path(tempfile.mkdtemp(prefix="whatsapp-pg-"))
+    data = base / "data"
+    if os.geteuid() == 0:
+        shutil.chown(base, user="postgres")
+    try:
+        steps = [
+            [str(programs / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
+            [
+                str(programs / "pg_ctl"), "-D", str(data), "-w", "-t", str(START_SECONDS), "-l", str(base / "log"),
+                "-o", f"-c listen_addresses='' -k {base} -c fsync=off -c full_page_writes=off",
+                "start",
+            ],
+        ]  # fmt: skip
+        for step in steps:
+            done = subprocess.run(_as_postgres(step), capture_output=True, text=True, check=False)  # noqa: S603
+            if done.returncode != 0:
+                log = (base / "log").read_text() if (base / "log").exists() else ""
+                pytest.fail(f"the throw-away PostgreSQL did not start: {done.stderr.strip()} {log[-500:]}")
+        yield psycopg.conninfo.make_conninfo(host=str(base), user="postgres", dbname="postgres")
+    finally:
+        if data.exists():
+            stop = [str(programs / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+            subprocess.run(_as_postgres(stop), capture_output=True, check=False)  # noqa: S603
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def _admin_dsn() -> Iterator[str]:
+    if os.environ.get("WHATSAPP_TEST_POSTGRES_DSN"):
+        yield os.environ["WHATSAPP_TEST_POSTGRES_DSN"]
+        return
+    with _local_postgres() as dsn:
+        yield dsn
 
 
 @contextmanager
 def throwaway_database(schemas: list[str]) -> Iterator[str]:
     """The DSN of a new database with `schemas` migrated; dropped afterwards."""
-    admin_dsn = _admin_dsn()
-    try:
-        admin = psycopg.connect(admin_dsn, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL to make a throw-away database on: {str(exc).strip()[:120]}")
-    name = f"whatsapp_unit_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with _admin_dsn() as admin_dsn:
         try:
-            dsn = psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)
-            migrate(dsn, schemas)
-            yield dsn
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            admin = psycopg.connect(admin_dsn, autocommit=True, connect_timeout=3)
+        except psycopg.OperationalError as exc:
+            pytest.fail(f"no PostgreSQL to make a throw-away database on: {str(exc).strip()[:200]}")
+        name = f"whatsapp_unit_{uuid.uuid4().hex[:12]}"
+        with admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            try:
+                dsn = psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)
+                migrate(dsn, schemas)
+                yield dsn
+            finally:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
