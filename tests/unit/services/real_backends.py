@@ -91,7 +91,7 @@ def _postgres_programs() -> Path:
         return found[-1].parent
     initdb = shutil.which("initdb")
     if initdb is None:
-        pytest.fail("PostgreSQL's server programs are not installed (apt-get install postgresql; scripts/test.sh does)")
+        pytest.fail("initdb is missing (apt-get install postgresql; scripts/test.sh does)")
     return Path(initdb).parent
 
 
@@ -109,14 +109,12 @@ def _local_postgres() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(base, user="postgres")
     try:
+        server = f"-c listen_addresses='' -k {base} -c fsync=off -c full_page_writes=off"
         steps = [
-            [str(programs / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
-            [
-                str(programs / "pg_ctl"), "-D", str(data), "-w", "-t", str(START_SECONDS), "-l", str(base / "log"),
-                "-o", f"-c listen_addresses='' -k {base} -c fsync=off -c full_page_writes=off",
-                "start",
-            ],
-        ]  # fmt: skip
+            [str(programs / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
+            [str(programs / "pg_ctl"), "-D", str(data), "-w", "-t", str(START_SECONDS)]
+            + ["-l", str(base / "log"), "-o", server, "start"],
+        ]
         for step in steps:
             done = subprocess.run(_as_postgres(step), capture_output=True, text=True, check=False)  # noqa: S603
             if done.returncode != 0:
