@@ -50,6 +50,8 @@ from conftest import tail
 pytestmark = pytest.mark.docker
 
 USER_FIELDS = {"id", "phone", "display_name", "about", "avatar_url", "created_at"}
+# Only the own profile carries the presence-privacy setting.
+OWN_FIELDS = USER_FIELDS | {"last_seen_visibility"}
 PAIR_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in"}
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
@@ -87,8 +89,10 @@ def fresh(stack):
     return register
 
 
-def assert_user(user: dict, *, with_phone: bool) -> None:
+def assert_user(user: dict, *, with_phone: bool, own: bool = False) -> None:
     expected = USER_FIELDS if with_phone else USER_FIELDS - {"phone"}
+    if own:
+        expected = OWN_FIELDS
     assert set(user) == expected, user
     uuid.UUID(user["id"])
     assert RFC3339_UTC.fullmatch(user["created_at"]), user["created_at"]
@@ -431,7 +435,7 @@ def test_get_me_answers_the_own_profile_with_phone(alice):
     response = call("GET", "/users/me", token=alice.access_token)
     assert response.status_code == 200
     me = response.json()
-    assert_user(me, with_phone=True)
+    assert_user(me, with_phone=True, own=True)
     assert (me["id"], me["phone"], me["display_name"]) == (alice.id, alice.phone, "Alice")
 
 
@@ -445,7 +449,7 @@ def test_patch_me_changes_only_the_given_fields(fresh):
     )
     assert changed.status_code == 200, changed.text
     body = changed.json()
-    assert_user(body, with_phone=True)
+    assert_user(body, with_phone=True, own=True)
     assert body["display_name"] == "Before"
     assert body["about"] == "Hey there! I am using WhatsApp."
     assert body["avatar_url"] == "https://cdn.example.com/a.png"
@@ -644,6 +648,15 @@ def _presence_redis() -> redis.Redis:
 def test_presence_shows_online_and_last_seen_unless_blocked(fresh, alice):
     target, blocked = fresh("Target"), fresh("Blocked")
     path = f"/users/{target.id}/presence"
+    # Not (yet) in the target's contacts: the default visibility, "contacts", hides it.
+    assert call("GET", path, token=alice.access_token).json() == {
+        "user_id": target.id,
+        "online": None,
+        "last_seen": None,
+    }
+    for viewer in (alice, blocked):
+        added = call("POST", "/contacts", token=target.access_token, json_body={"user_id": viewer.id})
+        assert added.status_code in (200, 201), added.text
     initial = call("GET", path, token=alice.access_token)
     assert initial.status_code == 200
     assert initial.json() == {"user_id": target.id, "online": False, "last_seen": None}
@@ -661,9 +674,9 @@ def test_presence_shows_online_and_last_seen_unless_blocked(fresh, alice):
             call("POST", "/blocks", token=target.access_token, json_body={"user_id": blocked.id}).status_code
             == 201
         )
-        # Whoever the target blocked sees neither online state nor last seen...
+        # Whoever the target blocked sees neither online state nor last seen, contact or not...
         hidden = call("GET", path, token=blocked.access_token).json()
-        assert hidden == {"user_id": target.id, "online": False, "last_seen": None}
+        assert hidden["last_seen"] is None and not hidden["online"]
         # ...while everyone else still does.
         assert call("GET", path, token=alice.access_token).json()["online"] is True
     finally:

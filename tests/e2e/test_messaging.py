@@ -130,6 +130,8 @@ def test_typing_reaches_the_other_member_only(pair):
 def test_presence_reaches_contacts_and_is_readable(pair):
     alice, bob = pair
     assert alice.api.call("POST", "/contacts", {"user_id": bob.id}).status_code == 201
+    # Bob's last seen is for his contacts (the default visibility): Alice is one.
+    assert bob.api.call("POST", "/contacts", {"user_id": alice.id}).status_code == 201
     with alice.socket() as a:
         with bob.socket():
             online = a.wait_for(lambda f: f["type"] == "presence" and f["user_id"] == bob.id and f["online"])

@@ -115,12 +115,12 @@ def test_scale_chat_to_two_replicas_and_back_keeps_messaging_working():
         assert up.returncode == 0, tail(up)
         containers = stack_containers()
         assert containers["whatsapp-chat-2"]["State"]["Health"]["Status"] == "healthy"
-        # nginx balances over both (split by request id): of 12 sockets, some land on each
-        # replica, and a message sent through one reaches the sockets held by the other.
-        sockets = [bob.socket() for _ in range(12)]
+        # nginx balances over both (split by request id): of 10 sockets (a user's most), some
+        # land on each replica, and a message sent through one reaches those of the other.
+        sockets = [bob.socket() for _ in range(10)]
         try:
             per_replica = [open_sockets(port) for port in (CHAT_PORT, CHAT_PORT + 1)]
-            assert all(n >= 1 for n in per_replica) and sum(per_replica) >= 12, per_replica
+            assert all(n >= 1 for n in per_replica) and sum(per_replica) >= 10, per_replica
             ack = sockets[0].send_message(conversation, "after scaling")
             assert ack["type"] == "message.ack", ack
             sent_id = ack["message"]["id"]

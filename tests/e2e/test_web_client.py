@@ -131,6 +131,19 @@ class Browser:
         self.by_id("login-password").send_keys(PASSWORD + Keys.ENTER)
         self.wait(lambda: self.connection() == "online", "the socket is online after logging in")
 
+    def save_contact(self, other: Browser) -> None:
+        """What a phone's address book does: `other` becomes this user's contact (through the
+        API, with this browser's own session), so this user's presence reaches `other`."""
+        token = self.js("return JSON.parse(localStorage.getItem('whatsapp.session')).access_token")
+        other_id = other.js("return JSON.parse(localStorage.getItem('whatsapp.session')).user.id")
+        saved = requests.post(
+            BASE_URL + "api/v1/contacts",
+            json={"user_id": other_id},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert saved.status_code in (200, 201), saved.text
+
     def start_direct_chat(self, phone: str) -> None:
         self.by_id("new-chat-button").click()
         self.by_id("new-chat-phone").send_keys(phone + Keys.ENTER)
@@ -211,6 +224,8 @@ def test_two_users_chat_in_two_browsers(browsers):  # noqa: PLR0915 - one story,
 
     alice.register()
     bob.register()
+    # Bob's last seen is for his contacts (the default): he has Alice's number.
+    bob.save_contact(alice)
 
     # Alice starts a direct chat by Bob's number and writes first.
     alice.start_direct_chat(bob.phone)
