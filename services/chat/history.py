@@ -30,10 +30,13 @@ def _visible(conversation_id: str, seq_filter: dict[str, int]) -> dict[str, Any]
 
 
 def page_before(
-    db: Database, conversation_id: str, before_seq: int | None, limit: int
+    db: Database, conversation_id: str, before_seq: int | None, limit: int, after_seq: int = 0
 ) -> list[dict[str, Any]]:
-    """Up to `limit` messages with seq < before_seq (all when None), newest first."""
-    seq_filter = {"$lt": before_seq} if before_seq is not None else {"$gte": 1}
+    """Up to `limit` messages with after_seq < seq < before_seq (no upper bound when None),
+    newest first; `after_seq`: where the reader's view of the conversation begins."""
+    seq_filter: dict[str, int] = {"$gt": after_seq}
+    if before_seq is not None:
+        seq_filter["$lt"] = before_seq
     cursor = (
         db[MESSAGES].find(_visible(conversation_id, seq_filter)).sort("seq", pymongo.DESCENDING).limit(limit)
     )

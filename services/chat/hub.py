@@ -313,7 +313,10 @@ class Hub:
         self.settings = ctx.settings
         self.by_user: dict[str, set[Connection]] = {}
         self.lock = threading.Lock()
-        self._members_cache: dict[str, tuple[float, list[str]]] = {}
+        # Per conversation: (when read, {member: visible_after_seq}); per user: (when read,
+        # who blocked them). Both a few seconds old at most.
+        self._members_cache: dict[str, tuple[float, dict[str, int]]] = {}
+        self._blockers_cache: dict[str, tuple[float, set[str]]] = {}
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         # Open gaps: (connection id, conversation) -> (connection, conversation, since).
@@ -453,16 +456,46 @@ class Hub:
             log.warning("event not published (%s): %s", frame.get("type"), exc)
 
     def members(self, conversation_id: str) -> list[str]:
+        return list(self._member_marks(conversation_id))
+
+    def _member_marks(self, conversation_id: str) -> dict[str, int]:
         now = time.monotonic()
         cached = self._members_cache.get(conversation_id)
         if cached and now - cached[0] < MEMBERS_CACHE_SECONDS:
             return cached[1]
         with self.ctx.db.connection() as conn:
-            ids = store.member_ids(conn, conversation_id)
-        self._members_cache[conversation_id] = (now, ids)
+            rows = store.members_of(conn, conversation_id)
+        marks = {str(r["user_id"]): int(r["visible_after_seq"]) for r in rows}
+        self._members_cache[conversation_id] = (now, marks)
         if len(self._members_cache) > 10_000:
             self._members_cache.clear()
-        return ids
+        return marks
+
+    def _blockers(self, user_id: str) -> set[str]:
+        now = time.monotonic()
+        cached = self._blockers_cache.get(user_id)
+        if cached and now - cached[0] < MEMBERS_CACHE_SECONDS:
+            return cached[1]
+        with self.ctx.db.connection() as conn:
+            blockers = store.blockers_of(conn, user_id)
+        self._blockers_cache[user_id] = (now, blockers)
+        if len(self._blockers_cache) > 10_000:
+            self._blockers_cache.clear()
+        return blockers
+
+    def audience(self, conversation_id: str, sender: str, seq: int | None = None) -> list[str]:
+        """Who gets `sender`'s typing or receipt frame in the conversation: the other members,
+        less those who blocked the sender, and for a receipt up to `seq`, less those who
+        joined after it (they never saw those messages)."""
+        marks = self._member_marks(conversation_id)
+        if sender not in marks:
+            return []
+        blockers = self._blockers(sender)
+        return [
+            member
+            for member, visible_after in marks.items()
+            if member != sender and member not in blockers and (seq is None or seq > visible_after)
+        ]
 
     def forget_members(self, conversation_id: str) -> None:
         self._members_cache.pop(conversation_id, None)

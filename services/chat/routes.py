@@ -6,6 +6,9 @@ the caller may not see is a 404, never a 403 that would reveal it exists.
 
 from __future__ import annotations
 
+import base64
+import binascii
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -23,12 +26,15 @@ from services.chat.models import (
 )
 from services.common.auth import require_user
 from services.common.bodies import json_object, parse_body
-from services.common.errors import Forbidden, NotFound, ValidationError
+from services.common.errors import Conflict, Forbidden, NotFound, ValidationError
 from services.common.times import rfc3339
 
 API_PREFIX = "/api/v1"
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
+DEFAULT_CONVERSATIONS_PAGE = 100
+MAX_CONVERSATIONS_PAGE = 200
+GROUP_FULL = f"a group has at most {store.MAX_GROUP_MEMBERS} members"
 
 conversations_bp = Blueprint("conversations", __name__, url_prefix=f"{API_PREFIX}/conversations")
 messages_bp = Blueprint("messages", __name__, url_prefix=f"{API_PREFIX}/messages")
@@ -104,11 +110,16 @@ def create_conversation() -> tuple[Response, int]:
     else:
         parse_body(DirectConversationRequest)  # renders the body's own problems first
         raise ValidationError("type: must be 'direct' or 'group'")
+    if kind == "group" and len(wanted) + 1 > store.MAX_GROUP_MEMBERS:
+        raise Conflict(GROUP_FULL)
     ctx = chat_context()
     with ctx.db.transaction() as conn:
         missing = set(wanted) - store.existing_users(conn, wanted)
         if missing:
             raise NotFound("no such user: " + ", ".join(sorted(missing)))
+        # Nobody is put in a conversation with someone they blocked.
+        if store.blockers_among(conn, creator, wanted):
+            raise Forbidden("a user you named has blocked you", code="blocked")
         if kind == "direct":
             conversation_id, created = store.create_direct(conn, creator, wanted[0])
         else:
@@ -120,12 +131,35 @@ def create_conversation() -> tuple[Response, int]:
     return jsonify(body), 201 if created else 200
 
 
+def _cursor(row: dict[str, Any]) -> str:
+    raw = f"{row['activity_at'].isoformat()}|{row['id']}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_cursor(value: str) -> tuple[datetime, str]:
+    """The (activity, id) a `before` cursor names; anything else is a 400."""
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        at, conversation_id = raw.split("|")
+        parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None:
+            raise ValueError(at)
+        return parsed, check_uuid(conversation_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise ValidationError("before: not a cursor this API gave out (next_before)") from None
+
+
 @conversations_bp.get("")
 def list_conversations() -> Response:
     viewer = require_user()
+    limit = _int_arg("limit", DEFAULT_CONVERSATIONS_PAGE, 1, MAX_CONVERSATIONS_PAGE)
+    raw_before = request.args.get("before")
+    before = _parse_cursor(raw_before) if raw_before else None
     with chat_context().db.connection() as conn:
-        rows = store.list_conversations(conn, viewer)
-    return jsonify({"conversations": [summary_json(r) for r in rows]})
+        rows = store.list_conversations(conn, viewer, limit=limit + 1, before=before)
+    page = rows[:limit]
+    next_before = _cursor(page[-1]) if len(rows) > limit else None
+    return jsonify({"conversations": [summary_json(r) for r in page], "next_before": next_before})
 
 
 @conversations_bp.get("/<conversation_id>")
@@ -147,7 +181,12 @@ def add_member(conversation_id: str) -> tuple[Response, int]:
     with ctx.db.transaction() as conn:
         if not store.existing_users(conn, [body.user_id]):
             raise NotFound("no such user")
-        store.add_member(conn, conversation["id"], body.user_id)
+        if store.blockers_among(conn, actor, [body.user_id]):
+            raise Forbidden("this user has blocked you", code="blocked")
+        try:
+            store.add_member(conn, conversation["id"], body.user_id)
+        except store.GroupFull:
+            raise Conflict(GROUP_FULL) from None
         row = store.get_conversation(conn, conversation["id"], actor)
     result = conversation_json(row)
     _notify_members(row, {"type": "conversation.updated", "conversation": result})
@@ -193,9 +232,10 @@ def list_messages(conversation_id: str) -> Response:
     before_seq = _int_arg("before_seq", None, 1, 2**62)
     limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
     conversation = _visible_conversation(conversation_id, viewer)
-    docs = history.page_before(chat_context().mongo, str(conversation["id"]), before_seq, limit)
+    floor = int(conversation["visible_after_seq"])  # what came before the viewer joined
+    docs = history.page_before(chat_context().mongo, str(conversation["id"]), before_seq, limit, floor)
     messages = [message_json(d) for d in docs]
-    next_before = messages[-1]["seq"] if len(messages) == limit and messages[-1]["seq"] > 1 else None
+    next_before = messages[-1]["seq"] if len(messages) == limit and messages[-1]["seq"] > floor + 1 else None
     return jsonify({"messages": messages, "next_before_seq": next_before})
 
 
@@ -226,9 +266,8 @@ def mark_read(conversation_id: str) -> Response:
         mark = store.mark_receipt(conn, conversation_id, reader, body.up_to_seq, "read")
     if mark is None:
         raise NotFound("no such conversation")
-    others = [m for m in ctx.hub.members(conversation_id) if m != reader]
     ctx.hub.publish_event(
-        others,
+        ctx.hub.audience(conversation_id, reader, seq=mark),
         {
             "type": "receipt",
             "conversation_id": conversation_id,

@@ -30,10 +30,14 @@ def existing_users(conn: psycopg.Connection, user_ids: list[str]) -> set[str]:
     return {str(r["id"]) for r in rows}
 
 
+MAX_GROUP_MEMBERS = 256
+
+
 def members_of(conn: psycopg.Connection, conversation_id: str) -> list[Row]:
+    """Each member's user_id, role and visible_after_seq (it sees only seqs above it)."""
     return conn.execute(
         """
-        SELECT user_id, role FROM conversations.members
+        SELECT user_id, role, visible_after_seq FROM conversations.members
         WHERE conversation_id = %s ORDER BY joined_at, user_id
         """,
         (conversation_id,),
@@ -48,7 +52,8 @@ def get_conversation(conn: psycopg.Connection, conversation_id: str, viewer: str
     """The conversation with its members, or None when `viewer` is not a member."""
     row = conn.execute(
         f"""
-        SELECT {CONVERSATION_COLUMNS}, me.role AS my_role, me.read_seq, me.delivered_seq
+        SELECT {CONVERSATION_COLUMNS}, me.role AS my_role, me.read_seq, me.delivered_seq,
+               me.visible_after_seq
         FROM conversations.conversations c
         JOIN conversations.members me ON me.conversation_id = c.id AND me.user_id = %(viewer)s
         WHERE c.id = %(id)s
@@ -113,16 +118,60 @@ def create_group(conn: psycopg.Connection, creator: str, title: str, member_ids_
     return conversation_id
 
 
+class GroupFull(Exception):
+    """The group has MAX_GROUP_MEMBERS members already."""
+
+
 def add_member(conn: psycopg.Connection, conversation_id: str, user_id: str) -> bool:
-    """False when already a member."""
+    """Add a member who sees only what comes after now; False when already a member.
+
+    The conversation's row lock (the one senders take to allocate a seq) makes "now" exact:
+    every message with a seq up to the last_seq read here is committed, every later one
+    is above it. Raises GroupFull at MAX_GROUP_MEMBERS."""
+    # The lock first, alone: the counts below are read after it, in a snapshot of their own
+    # (in one statement, a sub-select would still see what was there before the wait).
     row = conn.execute(
-        """
-        INSERT INTO conversations.members (conversation_id, user_id, role) VALUES (%s, %s, 'member')
-        ON CONFLICT DO NOTHING RETURNING 1
-        """,
-        (conversation_id, user_id),
+        "SELECT last_seq FROM conversations.conversations WHERE id = %s FOR UPDATE", (conversation_id,)
     ).fetchone()
-    return row is not None
+    if row is None:
+        return False
+    row |= conn.execute(
+        """
+        SELECT count(*) AS members, coalesce(bool_or(user_id = %(user)s), false) AS present
+        FROM conversations.members WHERE conversation_id = %(id)s
+        """,
+        {"id": conversation_id, "user": user_id},
+    ).fetchone()
+    if row["present"]:
+        return False
+    if int(row["members"]) >= MAX_GROUP_MEMBERS:
+        raise GroupFull
+    conn.execute(
+        """
+        INSERT INTO conversations.members
+            (conversation_id, user_id, role, visible_after_seq, delivered_seq, read_seq)
+        VALUES (%(id)s, %(user)s, 'member', %(seq)s, %(seq)s, %(seq)s)
+        """,
+        {"id": conversation_id, "user": user_id, "seq": int(row["last_seq"])},
+    )
+    return True
+
+
+def blockers_among(conn: psycopg.Connection, user_id: str, among: list[str]) -> set[str]:
+    """Which of `among` have blocked `user_id`."""
+    if not among:
+        return set()
+    rows = conn.execute(
+        "SELECT blocker_id FROM accounts.blocks WHERE blocked_id = %s AND blocker_id = ANY(%s::uuid[])",
+        (user_id, among),
+    ).fetchall()
+    return {str(r["blocker_id"]) for r in rows}
+
+
+def blockers_of(conn: psycopg.Connection, user_id: str) -> set[str]:
+    """Everyone who has blocked `user_id`."""
+    rows = conn.execute("SELECT blocker_id FROM accounts.blocks WHERE blocked_id = %s", (user_id,)).fetchall()
+    return {str(r["blocker_id"]) for r in rows}
 
 
 def remove_member(conn: psycopg.Connection, conversation_id: str, user_id: str) -> bool:
@@ -148,30 +197,47 @@ def promote_oldest_if_no_admin(conn: psycopg.Connection, conversation_id: str) -
     )
 
 
-def list_conversations(conn: psycopg.Connection, viewer: str) -> list[Row]:
-    """Every conversation of `viewer`, newest activity first, with last message and unread count."""
+def list_conversations(
+    conn: psycopg.Connection, viewer: str, *, limit: int, before: tuple[datetime, str] | None = None
+) -> list[Row]:
+    """A page of `viewer`'s conversations, newest activity first (then id, descending), with
+    last message and unread count, each counting only what the viewer may see; `before`:
+    the (activity, id) of the previous page's last entry."""
     rows = conn.execute(
         f"""
-        SELECT {CONVERSATION_COLUMNS}, me.read_seq,
-               lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id,
-               lm.client_msg_id AS lm_client_msg_id, lm.body AS lm_body,
-               lm.created_at AS lm_created_at, lm.expires_at AS lm_expires_at,
-               (SELECT count(*) FROM conversations.messages u
-                WHERE u.conversation_id = c.id AND u.seq > me.read_seq
-                  AND u.sender_id <> %(viewer)s AND u.body IS NOT NULL
-                  AND (u.expires_at IS NULL OR u.expires_at > now())) AS unread_count
-        FROM conversations.members me
-        JOIN conversations.conversations c ON c.id = me.conversation_id
-        LEFT JOIN LATERAL (
-            SELECT m.* FROM conversations.messages m
-            WHERE m.conversation_id = c.id AND m.body IS NOT NULL
-              AND (m.expires_at IS NULL OR m.expires_at > now())
-            ORDER BY m.seq DESC LIMIT 1
-        ) lm ON true
-        WHERE me.user_id = %(viewer)s
-        ORDER BY COALESCE(lm.created_at, c.created_at) DESC, c.id
+        SELECT * FROM (
+            SELECT {CONVERSATION_COLUMNS}, me.read_seq,
+                   lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id,
+                   lm.client_msg_id AS lm_client_msg_id, lm.body AS lm_body,
+                   lm.created_at AS lm_created_at, lm.expires_at AS lm_expires_at,
+                   COALESCE(lm.created_at, c.created_at) AS activity_at,
+                   (SELECT count(*) FROM conversations.messages u
+                    WHERE u.conversation_id = c.id AND u.seq > me.read_seq
+                      AND u.seq > me.visible_after_seq
+                      AND u.sender_id <> %(viewer)s AND u.body IS NOT NULL
+                      AND (u.expires_at IS NULL OR u.expires_at > now())) AS unread_count
+            FROM conversations.members me
+            JOIN conversations.conversations c ON c.id = me.conversation_id
+            LEFT JOIN LATERAL (
+                SELECT m.* FROM conversations.messages m
+                WHERE m.conversation_id = c.id AND m.body IS NOT NULL
+                  AND m.seq > me.visible_after_seq
+                  AND (m.expires_at IS NULL OR m.expires_at > now())
+                ORDER BY m.seq DESC LIMIT 1
+            ) lm ON true
+            WHERE me.user_id = %(viewer)s
+        ) page
+        WHERE %(before_at)s::timestamptz IS NULL
+           OR (page.activity_at, page.id) < (%(before_at)s, %(before_id)s::uuid)
+        ORDER BY page.activity_at DESC, page.id DESC
+        LIMIT %(limit)s
         """,
-        {"viewer": viewer},
+        {
+            "viewer": viewer,
+            "limit": limit,
+            "before_at": before[0] if before else None,
+            "before_id": before[1] if before else None,
+        },
     ).fetchall()
     if not rows:
         return []

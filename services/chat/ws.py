@@ -187,9 +187,8 @@ def _receipt(ctx: ChatContext, conn: Connection, frame: ReceiptFrame) -> None:
         mark = store.mark_receipt(db, frame.conversation_id, conn.user_id, frame.up_to_seq, frame.status)
     if mark is None:
         raise NotFound("no such conversation")
-    others = [m for m in ctx.hub.members(frame.conversation_id) if m != conn.user_id]
     ctx.hub.publish_event(
-        others,
+        ctx.hub.audience(frame.conversation_id, conn.user_id, seq=mark),
         {
             "type": "receipt",
             "conversation_id": frame.conversation_id,
@@ -205,7 +204,7 @@ def _typing(ctx: ChatContext, conn: Connection, frame: TypingFrame) -> None:
     if conn.user_id not in members:
         raise NotFound("no such conversation")
     ctx.hub.publish_event(
-        [m for m in members if m != conn.user_id],
+        ctx.hub.audience(frame.conversation_id, conn.user_id),
         {
             "type": "typing",
             "conversation_id": frame.conversation_id,

@@ -26,6 +26,7 @@ from pymongo import WriteConcern
 from pymongo.errors import BulkWriteError
 
 from services.common.amqp import Outgoing
+from services.common.members import members_by_conversation, seeing
 from services.common.mongo import MESSAGES
 from services.common.times import rfc3339
 from services.message_processor import store
@@ -145,7 +146,7 @@ def process_batch(ctx: Any, payloads: list[QueuedPayload]) -> BatchResult:
     with ctx.db.transaction() as conn:
         marks = store.mark_stored(conn, [m.id for m in messages])
         store.touch_conversations(conn, latest)
-        members = store.members_by_conversation(conn, list(latest))
+        members = members_by_conversation(conn, list(latest))
     erased = {r["id"] for r in marks if r["erased"]}
     if erased:
         ctx.mongo[MESSAGES].update_many(
@@ -157,7 +158,8 @@ def process_batch(ctx: Any, payloads: list[QueuedPayload]) -> BatchResult:
     pipe = ctx.redis.pipeline(transaction=False)
     recipients: list[tuple[QueuedMessage, list[str]]] = []
     for m in live:
-        to = members.get(m.conversation_id, [])
+        # Who joined after this message was accepted never sees it (nor is pushed it).
+        to = seeing(members.get(m.conversation_id, {}), m.seq)
         frame = {"type": "message.new", "message": message_json(m)}
         pipe.publish(settings.events_channel, json.dumps({"to": to, "frame": frame}, separators=(",", ":")))
         others = [u for u in to if u != m.sender_id]

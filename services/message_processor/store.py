@@ -40,14 +40,3 @@ def touch_conversations(conn: psycopg.Connection, last_message_at: dict[str, Any
         """,
         {"ids": ids, "ats": [last_message_at[i] for i in ids]},
     )
-
-
-def members_by_conversation(conn: psycopg.Connection, conversation_ids: list[str]) -> dict[str, list[str]]:
-    rows = conn.execute(
-        "SELECT conversation_id, user_id FROM conversations.members WHERE conversation_id = ANY(%s::uuid[])",
-        (conversation_ids,),
-    ).fetchall()
-    members: dict[str, list[str]] = {cid: [] for cid in conversation_ids}
-    for row in rows:
-        members.setdefault(str(row["conversation_id"]), []).append(str(row["user_id"]))
-    return members

@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 
+from services.common.members import MemberMarks, members_by_conversation, seeing
 from services.common.mongo import MESSAGES
 from services.common.times import utcnow
 from services.scheduled_jobs.context import JobsContext
@@ -42,7 +43,7 @@ def lock_expired(conn: psycopg.Connection, limit: int) -> list[Row]:
     """Up to `limit` expired messages that still have a body, locked for this transaction."""
     return conn.execute(
         """
-        SELECT id, conversation_id FROM conversations.messages
+        SELECT id, conversation_id, seq FROM conversations.messages
         WHERE expires_at <= now() AND body IS NOT NULL
         ORDER BY expires_at
         LIMIT %s
@@ -59,28 +60,13 @@ def erase_bodies(conn: psycopg.Connection, message_ids: list[str]) -> int:
     ).rowcount
 
 
-def members_by_conversation(conn: psycopg.Connection, conversation_ids: list[str]) -> dict[str, list[str]]:
-    rows = conn.execute(
-        """
-        SELECT conversation_id, user_id FROM conversations.members
-        WHERE conversation_id = ANY(%s::uuid[]) ORDER BY conversation_id, user_id
-        """,
-        (conversation_ids,),
-    ).fetchall()
-    members: dict[str, list[str]] = {cid: [] for cid in conversation_ids}
-    for row in rows:
-        members.setdefault(str(row["conversation_id"]), []).append(str(row["user_id"]))
-    return members
-
-
-def deletion_events(rows: Iterable[Row], members: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """One event per message for the chat instances: `{"to": [members], "frame": message.deleted}`.
-
-    A conversation with no members left needs no event."""
+def deletion_events(rows: Iterable[Row], members: MemberMarks) -> list[dict[str, Any]]:
+    """One event per message for the chat instances: `{"to": [members], "frame": message.deleted}`,
+    to the members who could see it. A conversation with no members left needs no event."""
     events = []
     for row in rows:
         conversation_id = str(row["conversation_id"])
-        to = members.get(conversation_id, [])
+        to = seeing(members.get(conversation_id, {}), int(row["seq"]))
         if not to:
             continue
         frame = {"type": "message.deleted", "conversation_id": conversation_id, "message_id": str(row["id"])}

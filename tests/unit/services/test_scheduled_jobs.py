@@ -141,14 +141,15 @@ def test_dead_letter_age_falls_back_to_the_timestamp_property_then_to_none():
     assert as_utc(True) is None and as_utc("2026-01-01") is None
 
 
-def test_deletion_events_name_every_member_and_skip_empty_conversations():
+def test_deletion_events_name_every_member_who_saw_it_and_skip_empty_conversations():
     conversation, empty = str(uuid.uuid4()), str(uuid.uuid4())
-    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    alice, bob, late = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     rows = [
-        {"id": "m1", "conversation_id": uuid.UUID(conversation)},
-        {"id": "m2", "conversation_id": empty},
+        {"id": "m1", "conversation_id": uuid.UUID(conversation), "seq": 3},
+        {"id": "m2", "conversation_id": empty, "seq": 1},
     ]
-    events = deletion_events(rows, {conversation: [alice, bob], empty: []})
+    # `late` joined after seq 5: it never saw m1 and hears nothing of its expiry.
+    events = deletion_events(rows, {conversation: {alice: 0, bob: 2, late: 5}, empty: {}})
     assert events == [
         {
             "to": [alice, bob],

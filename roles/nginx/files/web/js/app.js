@@ -273,7 +273,15 @@ class App {
   // ---- conversations -----------------------------------------------------------------------
 
   async loadConversations() {
-    const { conversations } = await this.session.request("GET", "/conversations");
+    // Every page of the list (200 a page, newest activity first).
+    const conversations = [];
+    let before = null;
+    do {
+      const query = before ? `?limit=200&before=${encodeURIComponent(before)}` : "?limit=200";
+      const page = await this.session.request("GET", `/conversations${query}`);
+      conversations.push(...page.conversations);
+      before = page.next_before;
+    } while (before);
     const seen = new Set();
     for (const c of conversations) {
       this.store.upsertConversation(c);
