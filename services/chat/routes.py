@@ -27,6 +27,7 @@ from services.chat.models import (
 from services.common.auth import require_user
 from services.common.bodies import json_object, parse_body
 from services.common.errors import Conflict, Forbidden, NotFound, ValidationError
+from services.common.mongo import MESSAGES
 from services.common.times import rfc3339
 
 API_PREFIX = "/api/v1"
@@ -285,12 +286,15 @@ def delete_message(message_id: str) -> Response:
     if not 1 <= len(message_id) <= 64:
         raise NotFound("no such message")
     ctx = chat_context()
-    with ctx.db.connection() as conn:
+    with ctx.db.transaction() as conn:
         row = store.delete_message(conn, message_id, sender)
-    if row is None:
-        raise NotFound("no such message")
-    # The stored copy loses its text too (if message_processor stores it later, it erases it then).
-    ctx.mongo["messages"].update_one({"_id": row["id"]}, {"$set": {"body": None, "deleted": True}})
+        if row is None:
+            raise NotFound("no such message")
+        # The stored copy loses its text before the row commits: if MongoDB fails, the
+        # transaction rolls back, the answer is 503 and a retry finds the message as it was,
+        # so no body is left behind in either store. (Not stored yet: message_processor
+        # finds the row erased when it stores the message, and erases its copy then.)
+        ctx.mongo[MESSAGES].update_one({"_id": row["id"]}, {"$set": {"body": None, "deleted": True}})
     conversation_id = str(row["conversation_id"])
     ctx.hub.publish_event(
         ctx.hub.members(conversation_id),

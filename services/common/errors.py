@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 import pydantic
+import pymongo.errors
 import redis
 import simple_websocket
 import wsproto.events
@@ -34,6 +35,9 @@ BACKEND_DOWN_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.BusyLoadingError,
+    # Any failure of MongoDB (unreachable, no primary, a timed-out or refused operation):
+    # the message store is a backend too; what it holds is retried, never half-answered.
+    pymongo.errors.PyMongoError,
 )
 
 # A WebSocket opening handshake that wsproto refuses (the client broke the protocol), or one

@@ -14,8 +14,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 from real_backends import throwaway_database
+from test_chat_units import chat_env, token
 
-from services.chat import store
+from services.chat import create_app, store
+from services.chat.settings import ChatSettings
 from services.common.members import members_by_conversation, seeing
 
 
@@ -132,3 +134,30 @@ def test_the_list_pages_without_gaps_or_repeats(conn):
             break
         before = (page[-1]["activity_at"], str(page[-1]["id"]))
     assert paged == [str(r["id"]) for r in whole]
+
+
+# ---- the routes on the real database, MongoDB unreachable ---------------------------------
+
+
+def test_with_mongodb_down_history_is_503_and_delete_leaves_every_body_as_it_was(dsn, conn):
+    """A MongoDB failure answers 503 `unavailable` (not 500), and delete for everyone rolls
+    back: the message keeps its body in PostgreSQL, so a retry deletes it in both stores."""
+    sender, other = new_users(conn, 2)
+    cid, _ = store.create_direct(conn, sender, other)
+    post(conn, cid, sender, 1)
+    (message_id,) = [r["id"] for r in store.messages_in_range(conn, cid, 0, 10)]
+    app = create_app(ChatSettings.from_env(chat_env(WHATSAPP_POSTGRES_DSN=dsn)), background=False)
+    app.config["TESTING"] = True
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token(sender)}"}
+
+    history = client.get(f"/api/v1/conversations/{cid}/messages", headers=headers)
+    assert history.status_code == 503, history.get_data(as_text=True)
+    assert history.get_json()["error"]["code"] == "unavailable"
+    deleted = client.delete(f"/api/v1/messages/{message_id}", headers=headers)
+    assert deleted.status_code == 503, deleted.get_data(as_text=True)
+    assert deleted.get_json()["error"]["code"] == "unavailable"
+    row = conn.execute(
+        "SELECT body, deleted_at FROM conversations.messages WHERE id = %s", (message_id,)
+    ).fetchone()
+    assert row == {"body": f"m{1}", "deleted_at": None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import psycopg
+import pymongo.errors
 import pytest
 import redis
 from service_helpers import bearer, signer, store_untouched, user_app, user_settings
@@ -169,6 +170,10 @@ FAILURES = {
     "unavailable": (Unavailable(), 503, "unavailable"),
     "postgres-down": (psycopg.OperationalError("connection refused"), 503, "unavailable"),
     "redis-down": (redis.ConnectionError("Error 111 connecting"), 503, "unavailable"),
+    "mongo-down": (pymongo.errors.ServerSelectionTimeoutError("no servers"), 503, "unavailable"),
+    "mongo-timeout": (pymongo.errors.NetworkTimeout("timed out"), 503, "unavailable"),
+    "mongo-refused": (pymongo.errors.OperationFailure("not primary", code=10107), 503, "unavailable"),
+    "mongo-write": (pymongo.errors.WriteConcernError("replication timed out"), 503, "unavailable"),
     "bug": (KeyError("secret_internal_detail"), 500, "internal_error"),
 }
 
