@@ -7,6 +7,7 @@ import re
 import secrets
 import subprocess
 import time
+import urllib.parse
 from collections import defaultdict
 from pathlib import Path
 
@@ -166,3 +167,21 @@ def operator_secrets() -> dict:
         .decode()
     )
     return values
+
+
+def secret_forms() -> dict[str, set[str]]:
+    """Each secret variable of the test inventory with the forms its value may take in a
+    container's configuration or a deploy's output: as is, URL-encoded (inside a DSN),
+    one-line PEM, and each base64 line of a key."""
+    forms: dict[str, set[str]] = {}
+    names = yaml.safe_load((ROOT / "group_vars/all/secrets.yml").read_text())["whatsapp_secret_variables"]
+    values = yaml.safe_load((ROOT / "inventories/airgapped/group_vars/whatsapp/secrets.yml").read_text())
+    for name in names:
+        value = values[name]
+        for key, item in value.items() if isinstance(value, dict) else [(None, value)]:
+            text = str(item).strip()
+            label = f"{name}[{key}]" if key else name
+            found = {text, urllib.parse.quote(text, safe=""), text.replace("\n", "\\n")}
+            found |= {line for line in text.splitlines() if len(line) >= 16 and "-----" not in line}
+            forms[label] = found
+    return forms

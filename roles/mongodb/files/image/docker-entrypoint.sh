@@ -1,5 +1,5 @@
 #!/bin/sh
-# First start with MONGO_INITDB_ROOT_USERNAME/PASSWORD (the upstream image's interface):
+# First start with MONGO_INITDB_ROOT_USERNAME/PASSWORD or PASSWORD_FILE (the upstream image's interface):
 # SecantusDB has no such bootstrap, so start it once without auth on the loopback only,
 # create the root user, stop it, and remember that in the data folder. Then run "$@".
 set -eu
@@ -24,7 +24,8 @@ for _ in range(60):
 client.admin.command(
     "createUser",
     os.environ["MONGO_INITDB_ROOT_USERNAME"],
-    pwd=os.environ["MONGO_INITDB_ROOT_PASSWORD"],
+    pwd=os.environ.get("MONGO_INITDB_ROOT_PASSWORD")
+    or open(os.environ["MONGO_INITDB_ROOT_PASSWORD_FILE"], encoding="utf-8").read().rstrip("\n"),
     roles=[{"role": "root", "db": "admin"}],
 )
 print("root user created")

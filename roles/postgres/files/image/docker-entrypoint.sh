@@ -1,5 +1,6 @@
 #!/bin/sh
-# First start: initdb with the password from POSTGRES_PASSWORD, create POSTGRES_DB with a
+# First start: initdb with the password from POSTGRES_PASSWORD (or the file
+# POSTGRES_PASSWORD_FILE names, as upstream), create POSTGRES_DB with a
 # server listening on the socket only, run /docker-entrypoint-initdb.d, stop; then run
 # the server as PID 1. Later starts go straight to the server. (The upstream image's flow.)
 set -eu
@@ -7,11 +8,17 @@ if [ "${1#-}" != "$1" ]; then
   set -- postgres "$@"
 fi
 if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
-  : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set on first start}"
   user="${POSTGRES_USER:-postgres}"
   db="${POSTGRES_DB:-$user}"
   pwfile="$(mktemp)"
-  printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
+  if [ -n "${POSTGRES_PASSWORD:-}" ]; then
+    printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
+  elif [ -n "${POSTGRES_PASSWORD_FILE:-}" ] && [ -s "$POSTGRES_PASSWORD_FILE" ]; then
+    cat "$POSTGRES_PASSWORD_FILE" >"$pwfile"
+  else
+    echo "POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE must be set on first start" >&2
+    exit 1
+  fi
   # shellcheck disable=SC2086
   initdb --username="$user" --pwfile="$pwfile" ${POSTGRES_INITDB_ARGS:-} >/dev/null
   rm -f "$pwfile"
