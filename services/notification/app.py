@@ -14,8 +14,10 @@ from services.common.app import create_base_app
 from services.common.db import Database
 from services.common.health import add_readiness_check
 from services.common.metrics import metrics_of
+from services.common.redis_client import create_redis
 from services.notification import store
 from services.notification.consumer import start_consumers
+from services.notification.dedup import PushLedger
 from services.notification.delivery import Delivery
 from services.notification.settings import NotificationSettings
 
@@ -31,6 +33,7 @@ class NotificationContext:
     db: Database
     delivery: Delivery
     metrics: NotificationMetrics
+    ledger: PushLedger
 
 
 def _broker_check(settings: NotificationSettings) -> None:
@@ -52,10 +55,16 @@ def create_app(settings: NotificationSettings | None = None, *, background: bool
         metrics=NotificationMetrics(
             jobs=Counter(
                 "whatsapp_push_jobs_total",
-                "Push jobs handled, by outcome (done, requeued, dead_lettered).",
+                "Push jobs handled, by outcome (done, requeued, dead_lettered, duplicate).",
                 ["outcome"],
                 registry=registry,
             )
+        ),
+        ledger=PushLedger(
+            # Redis down costs the duplicate check, not a wait: no retries.
+            create_redis(settings, retries=0),
+            claim_seconds=settings.push_claim_seconds,
+            done_seconds=settings.push_dedup_seconds,
         ),
     )
     app.extensions["whatsapp_notification"] = ctx

@@ -6,6 +6,8 @@
 - After deliver_job the delivery is acknowledged, unless no device got the push and some
   might later (`requeue_advised`): then it is requeued, and the queue's delivery limit
   dead-letters it after a few tries. Nothing is dropped silently.
+- One push per (message, user): a copy of a job that was pushed, or that another consumer
+  is pushing, is acknowledged as a duplicate (services/notification/dedup.py).
 """
 
 from __future__ import annotations
@@ -80,14 +82,20 @@ class JobConsumer:
             message.reject(requeue=False)
             metrics.jobs.labels("dead_lettered").inc()
             return
+        if not self.ctx.ledger.claim(job, redelivered=bool(message.delivery_info.get("redelivered"))):
+            message.ack()
+            metrics.jobs.labels("duplicate").inc()
+            return
         devices = self._load_devices(job.user_id)
-        if devices is None:  # stopping
+        if devices is None:  # stopping: the claim stays; RabbitMQ redelivers this copy
             return
         summary = deliver_job(job, devices, self.ctx.delivery)
         if summary.requeue_advised:
+            self.ctx.ledger.release(job)
             message.reject(requeue=True)
             metrics.jobs.labels("requeued").inc()
         else:
+            self.ctx.ledger.done(job)
             message.ack()
             metrics.jobs.labels("done").inc()
 

@@ -106,6 +106,11 @@ class NotificationSettings(BaseSettings):
     push_max_attempts: int = Field(default=4, ge=1, le=10)
     push_retry_base_seconds: float = Field(default=0.5, gt=0, le=60)
     push_retry_max_seconds: float = Field(default=8.0, gt=0, le=300)
+    # The push ledger (services/notification/dedup.py): how long a delivery in flight holds
+    # its (message, user) claim, longer than a job's attempts take; how long a done push is
+    # remembered, so a copy arriving later is not pushed again.
+    push_claim_seconds: int = Field(default=300, ge=10, le=3600)
+    push_dedup_seconds: int = Field(default=86400, ge=60, le=604800)
     # A PEM CA bundle trusted for the FCM and APNs endpoints instead of the public CAs
     # (a local receiver with its own certificate); unset in production.
     push_ca_file: str | None = None

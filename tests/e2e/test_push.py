@@ -19,7 +19,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import kombu
 import pytest
 import redis
 import yaml
@@ -183,3 +185,62 @@ def test_an_online_user_gets_no_push(receivers):
     wait_for(fcm, lambda r: fcm_token in r.body.decode() and later.json()["id"] in r.body.decode())
     pushed = [r for r in fcm.requests if fcm_token in r.body.decode()]
     assert all(sent.json()["id"] not in r.body.decode() for r in pushed), pushed
+
+
+def publish_push_jobs(jobs: list[dict]) -> None:
+    """Publish push jobs as message_processor does (its login, the notifications exchange)."""
+    password = quote(SECRETS["rabbitmq_passwords"]["svc_message_processor"], safe="")
+    address = f"{GROUP_VARS['whatsapp_publish_address']}:{GROUP_VARS['rabbitmq_port']}"
+    url = f"amqp://svc_message_processor:{password}@{address}/{quote(GROUP_VARS['rabbitmq_vhost'], safe='')}"
+    with kombu.Connection(url, connect_timeout=5) as connection:
+        producer = connection.Producer(serializer="json")
+        for job in jobs:
+            producer.publish(
+                job,
+                exchange=kombu.Exchange("whatsapp.notifications", type="direct", no_declare=True),
+                routing_key="notification.send",
+                delivery_mode=2,
+            )
+
+
+@pytest.mark.docker
+def test_a_push_job_published_twice_is_pushed_once(receivers):
+    fcm, _ = receivers
+    alice, bob = User("push-dup-alice"), User("push-dup-bob")
+    token = f"fcm-e2e-{secrets.token_hex(8)}"
+    answer = alice.api.call("POST", "/devices", {"platform": "fcm", "token": token})
+    assert answer.status_code == 201, answer.text
+    conversation = bob.direct_with(alice)
+    sent = bob.api.call(
+        "POST",
+        f"/conversations/{conversation}/messages",
+        {"client_msg_id": str(uuid.uuid4()), "body": "once"},
+    )
+    assert sent.status_code == 201, sent.text
+    message = sent.json()
+
+    def sends_of(message_id: str) -> list[Received]:
+        return [
+            r
+            for r in list(fcm.requests)
+            if r.path.endswith("/messages:send") and message_id in r.body.decode()
+        ]
+
+    wait_for(fcm, lambda r: bool(sends_of(message["id"])))
+    # The same job twice more (what a re-published message or a redelivery produces), then a
+    # job for another message: once that one is pushed, the copies had their turn.
+    job = {
+        "type": "message",
+        "user_id": alice.id,
+        "conversation_id": conversation,
+        "message_id": message["id"],
+        "sender_id": bob.id,
+        "sent_at": message["created_at"],
+        "body": "once",
+    }
+    control = {**job, "message_id": str(uuid.uuid4())}
+    publish_push_jobs([job, job, control])
+    wait_for(fcm, lambda r: bool(sends_of(control["message_id"])))
+    time.sleep(1.0)
+    assert len(sends_of(message["id"])) == 1, "the same message was pushed to the same device again"
+    assert len(sends_of(control["message_id"])) == 1
