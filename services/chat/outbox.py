@@ -2,8 +2,9 @@
 
 A message is recorded in PostgreSQL before it is published; if the publish failed (the
 broker was down) or the broker lost it, the row stays `stored_at IS NULL`. One chat
-instance at a time (a PostgreSQL advisory lock) publishes such rows again; the processor
-stores by message id, so a message published twice is stored and delivered once.
+instance at a time (a PostgreSQL advisory lock) publishes such rows again, except those a
+processor holds unacknowledged (services/common/held.py: RabbitMQ still has them); the
+processor stores by message id, so a message published twice is stored and delivered once.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import logging
 import threading
 from datetime import timedelta
 
+import redis
+
 from services.chat import store
 from services.chat.context import ChatContext
 from services.chat.shapes import queue_payload
+from services.common import held
 from services.common.amqp import Outgoing, PublishError
+from services.common.redis_client import create_redis
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +28,13 @@ log = logging.getLogger(__name__)
 OUTBOX_LOCK_KEY = 0x6F7574626F78
 
 
-def relay_once(ctx: ChatContext) -> int:
+def republishable(rows: list, held_redis: redis.Redis) -> list:
+    """The unstored rows no processor holds; raises redis.RedisError when Redis cannot say."""
+    holding = held.held_among(held_redis, [str(row["id"]) for row in rows])
+    return [row for row in rows if str(row["id"]) not in holding]
+
+
+def relay_once(ctx: ChatContext, held_redis: redis.Redis) -> int:
     """Publish every unstored message older than the relay age; the count published.
 
     While the queue still holds messages, unstored rows are most likely waiting in it:
@@ -43,6 +54,11 @@ def relay_once(ctx: ChatContext) -> int:
             return 0
         try:
             rows = store.unstored_messages(conn, timedelta(seconds=settings.outbox_relay_age_seconds))
+            try:
+                rows = republishable(rows, held_redis)
+            except redis.RedisError as exc:
+                log.info("outbox relay skipped: held messages unknown (%s)", type(exc).__name__)
+                rows = []
             if rows:
                 try:
                     ctx.publisher.publish_many(
@@ -61,10 +77,12 @@ def relay_once(ctx: ChatContext) -> int:
 
 
 def start_relay(ctx: ChatContext, stopping: threading.Event) -> threading.Thread:
+    held_redis = create_redis(ctx.settings, retries=0)
+
     def loop() -> None:
         while not stopping.wait(ctx.settings.outbox_relay_interval_seconds):
             try:
-                relay_once(ctx)
+                relay_once(ctx, held_redis)
             except Exception as exc:
                 log.warning("outbox relay round failed: %s: %s", type(exc).__name__, exc)
 

@@ -8,6 +8,8 @@ them unacknowledged and the broker delivers them again.
 - A backend that is down (MongoDB, PostgreSQL, Redis, the broker for notifications)
   pauses the batch: it is retried with backoff, its deliveries held, until the backend is
   back. Requeueing instead would burn the queue's delivery limit during an outage.
+  Every attempt lists the batch and the deliveries waiting behind it as held
+  (services/common/held.py), so chat's outbox relay does not publish them again.
 - Any other error is treated as a problem with one message: each message of the batch is
   processed alone, and a failing one is requeued, so the broker's delivery limit
   dead-letters it after a few tries. Nothing is dropped silently.
@@ -26,8 +28,10 @@ import psycopg_pool
 import pymongo.errors
 import redis
 
+from services.common import held
 from services.common.amqp import CONSUMER_HEARTBEAT_SECONDS, PublishError, amqp_connection, wait_keeping_alive
 from services.common.mongo import ensure_message_indexes
+from services.common.redis_client import create_redis
 from services.message_processor.process import PoisonMessage, QueuedPayload, parse_payload, process_batch
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,8 @@ class BatchConsumer:
         self.name = name
         self.connection: kombu.Connection | None = None
         self.pending: list[kombu.Message] = []
+        # The held list's own client: no retries, so a Redis outage never slows a batch.
+        self.held_redis = create_redis(ctx.settings, retries=0)
 
     # ---- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -141,8 +147,15 @@ class BatchConsumer:
         if not parsed:
             return
         started = time.perf_counter()
+        ids = [p.message.id for _, p in parsed]
+
+        def attempt() -> Any:
+            # This batch, and what was delivered behind it meanwhile (an outage lasts).
+            held.hold(self.held_redis, ids + [d.properties.get("message_id") for d in self.pending])
+            return process_batch(self.ctx, [p for _, p in parsed])
+
         try:
-            result = self._with_backend_retry(lambda: process_batch(self.ctx, [p for _, p in parsed]))
+            result = self._with_backend_retry(attempt)
         except _Stopping:
             return
         except Exception as exc:
@@ -154,6 +167,7 @@ class BatchConsumer:
         # Every delivery still unsettled on the channel is in this batch (the earlier ones were
         # acked or rejected): one ack of the highest tag with `multiple` settles them all.
         max(parsed, key=lambda p: p[0].delivery_tag)[0].ack(multiple=True)
+        held.release(self.held_redis, ids)
         metrics.batch_seconds.observe(time.perf_counter() - started)
         metrics.messages.labels("stored").inc(result.stored)
         metrics.messages.labels("duplicate").inc(result.duplicates)
@@ -165,6 +179,7 @@ class BatchConsumer:
             try:
                 self._with_backend_retry(lambda p=payload: process_batch(self.ctx, [p]))
                 delivery.ack()
+                held.release(self.held_redis, [payload.message.id])
                 self.ctx.metrics.messages.labels("stored").inc()
             except _Stopping:
                 return
@@ -177,6 +192,7 @@ class BatchConsumer:
                     extra={"request_id": payload.request_id},
                 )
                 delivery.reject(requeue=True)
+                held.release(self.held_redis, [payload.message.id])
                 self.ctx.metrics.messages.labels("requeued").inc()
 
     def _with_backend_retry(self, work: Any) -> Any:
@@ -189,9 +205,29 @@ class BatchConsumer:
                 log.warning(
                     "a backend is down (%s: %s); retrying the batch in %.1f s", type(exc).__name__, exc, delay
                 )
-                if wait_keeping_alive(self.connection, self.stopping, delay):
+                if self._wait_collecting(delay):
                     raise _Stopping from None
                 delay = min(delay * 2, self.settings.retry_max_delay_seconds)
+
+    def _wait_collecting(self, seconds: float) -> bool:
+        """Wait while a backend is down, reading what the broker delivers meanwhile: those
+        deliveries join self.pending (the next attempt lists them as held) instead of sitting
+        unseen in the socket, and reading keeps the connection alive. True when stopping."""
+        if self.connection is None:
+            return wait_keeping_alive(None, self.stopping, seconds)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stopping.is_set():
+                return True
+            try:
+                self.connection.drain_events(timeout=min(1.0, left))
+            except TimeoutError:
+                pass
+            except Exception:  # noqa: BLE001 - a lost connection shows at the next ack
+                log.warning("broker connection failed while waiting for a backend")
+                return wait_keeping_alive(None, self.stopping, max(0.0, deadline - time.monotonic()))
+            self.connection.heartbeat_check()
+        return self.stopping.is_set()
 
 
 class _Stopping(Exception):
