@@ -169,13 +169,14 @@ def operator_secrets() -> dict:
     return values
 
 
-def secret_forms() -> dict[str, set[str]]:
+def secret_forms(inventory: str = "airgapped") -> dict[str, set[str]]:
     """Each secret variable of the test inventory with the forms its value may take in a
     container's configuration or a deploy's output: as is, URL-encoded (inside a DSN),
     one-line PEM, and each base64 line of a key."""
     forms: dict[str, set[str]] = {}
     names = yaml.safe_load((ROOT / "group_vars/all/secrets.yml").read_text())["whatsapp_secret_variables"]
-    values = yaml.safe_load((ROOT / "inventories/airgapped/group_vars/whatsapp/secrets.yml").read_text())
+    path = ROOT / "inventories" / inventory / "group_vars/whatsapp/secrets.yml"
+    values = yaml.safe_load(path.read_text())
     for name in names:
         value = values[name]
         for key, item in value.items() if isinstance(value, dict) else [(None, value)]:
