@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -169,6 +170,7 @@ def operator_secrets() -> dict:
     return values
 
 
+@functools.cache
 def secret_forms(inventory: str = "airgapped") -> dict[str, set[str]]:
     """Each secret variable of the test inventory with the forms its value may take in a
     container's configuration or a deploy's output: as is, URL-encoded (inside a DSN),
@@ -186,3 +188,8 @@ def secret_forms(inventory: str = "airgapped") -> dict[str, set[str]]:
             found |= {line for line in text.splitlines() if len(line) >= 16 and "-----" not in line}
             forms[label] = found
     return forms
+
+
+def secrets_shown_in(text: str, inventory: str = "airgapped") -> list[str]:
+    """The secret variables of that inventory whose value, in any of its forms, is in text."""
+    return [label for label, found in secret_forms(inventory).items() if any(form in text for form in found)]

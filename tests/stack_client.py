@@ -68,6 +68,16 @@ class User:
         assert answer.status_code in (200, 201), answer.text
         return answer.json()["id"]
 
+    def post_message(self, conversation_id: str, body: str) -> dict[str, Any]:
+        """Send a message over REST (a fresh client_msg_id); the stored message."""
+        answer = self.api.call(
+            "POST",
+            f"/conversations/{conversation_id}/messages",
+            {"client_msg_id": str(uuid.uuid4()), "body": body},
+        )
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
     def group(self, title: str, members: list[User]) -> dict[str, Any]:
         answer = self.api.call(
             "POST", "/conversations", {"type": "group", "title": title, "member_ids": [m.id for m in members]}

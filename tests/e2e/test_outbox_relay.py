@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 
 import pytest
 import redis
@@ -40,15 +39,7 @@ def test_the_relay_leaves_the_messages_the_processor_holds():
     since = time.time()
     subprocess.run(["docker", "pause", MONGODB], check=True, capture_output=True)
     try:
-        ids = []
-        for number in range(5):
-            sent = alice.api.call(
-                "POST",
-                f"/conversations/{conversation}/messages",
-                {"client_msg_id": str(uuid.uuid4()), "body": f"held {number}"},
-            )
-            assert sent.status_code == 201, sent.text
-            ids.append(sent.json()["id"])
+        ids = [alice.post_message(conversation, f"held {number}")["id"] for number in range(5)]
         # The processor took them and, its batch waiting for MongoDB, says it holds them.
         deadline = time.monotonic() + 15
         while not all(client.zscore(HELD_KEY, message_id) for message_id in ids):

@@ -112,6 +112,11 @@ def wait_for(receiver: HttpReceiver | H2Receiver, predicate, timeout: float = 30
     raise AssertionError(f"no such request within {timeout} s; the receiver saw {seen}")
 
 
+def register_device(user: User, platform: str, token: str) -> None:
+    answer = user.api.call("POST", "/devices", {"platform": platform, "token": token})
+    assert answer.status_code == 201, answer.text
+
+
 @pytest.mark.docker
 def test_an_offline_user_gets_a_push_on_each_device(receivers):
     fcm, apns = receivers
@@ -119,17 +124,10 @@ def test_an_offline_user_gets_a_push_on_each_device(receivers):
     fcm_token = f"fcm-e2e-{secrets.token_hex(8)}"
     apns_token = secrets.token_hex(32)
     for platform, token in [("fcm", fcm_token), ("apns", apns_token)]:
-        answer = alice.api.call("POST", "/devices", {"platform": platform, "token": token})
-        assert answer.status_code == 201, answer.text
+        register_device(alice, platform, token)
     conversation = bob.direct_with(alice)
     # Alice has no socket open: she is offline, so the message goes out as pushes.
-    sent = bob.api.call(
-        "POST",
-        f"/conversations/{conversation}/messages",
-        {"client_msg_id": str(uuid.uuid4()), "body": "are you there?"},
-    )
-    assert sent.status_code == 201, sent.text
-    message = sent.json()
+    message = bob.post_message(conversation, "are you there?")
     expected = {
         "type": "message",
         "conversation_id": conversation,
@@ -163,8 +161,7 @@ def test_an_online_user_gets_no_push(receivers):
     fcm, apns = receivers
     alice, bob = User("push-online-alice"), User("push-online-bob")
     fcm_token = f"fcm-e2e-{secrets.token_hex(8)}"
-    answer = alice.api.call("POST", "/devices", {"platform": "fcm", "token": fcm_token})
-    assert answer.status_code == 201, answer.text
+    register_device(alice, "fcm", fcm_token)
     conversation = bob.direct_with(alice)
     with alice.socket() as socket:
         sent = bob.api.call(
@@ -207,17 +204,9 @@ def publish_push_jobs(jobs: list[dict]) -> None:
 def test_a_push_job_published_twice_is_pushed_once(receivers):
     fcm, _ = receivers
     alice, bob = User("push-dup-alice"), User("push-dup-bob")
-    token = f"fcm-e2e-{secrets.token_hex(8)}"
-    answer = alice.api.call("POST", "/devices", {"platform": "fcm", "token": token})
-    assert answer.status_code == 201, answer.text
+    register_device(alice, "fcm", f"fcm-e2e-{secrets.token_hex(8)}")
     conversation = bob.direct_with(alice)
-    sent = bob.api.call(
-        "POST",
-        f"/conversations/{conversation}/messages",
-        {"client_msg_id": str(uuid.uuid4()), "body": "once"},
-    )
-    assert sent.status_code == 201, sent.text
-    message = sent.json()
+    message = bob.post_message(conversation, "once")
 
     def sends_of(message_id: str) -> list[Received]:
         return [

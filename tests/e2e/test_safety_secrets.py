@@ -9,7 +9,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import secret_forms
+from conftest import secrets_shown_in
 from stack_client import GROUP_VARS
 
 pytestmark = pytest.mark.docker
@@ -40,15 +40,9 @@ def stack_containers() -> list[dict]:
 
 
 def test_docker_inspect_shows_no_secret_value():
-    forms = secret_forms()
     leaks = []
     for data in stack_containers():
-        text = json.dumps(data)
-        leaks += [
-            f"{data['Name'].lstrip('/')}: {label}"
-            for label, found in forms.items()
-            if any(f in text for f in found)
-        ]
+        leaks += [f"{data['Name'].lstrip('/')}: {label}" for label in secrets_shown_in(json.dumps(data))]
     assert not leaks, "secret values visible in docker inspect:\n" + "\n".join(leaks)
 
 

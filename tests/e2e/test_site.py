@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 import yaml
-from conftest import ROOT, TEST_INVENTORY, fast_path, recap, run, secret_forms, tail
+from conftest import ROOT, TEST_INVENTORY, fast_path, recap, run, secrets_shown_in, tail
 
 GROUP_VARS = {}
 for path in sorted((ROOT / "group_vars/all").glob("*.yml")):
@@ -42,7 +42,7 @@ def test_second_deploy_changes_nothing(first_deploy, deployed_stack):
     full, full_s = deploy("deploy-2-full.log", "-e", "whatsapp_deploy_fast_path=false", "-v", "--diff")
     assert full.returncode == 0, tail(full, 120)
     assert recap(full.stdout)["localhost"]["changed"] == 0, tail(full, 120)
-    printed = [label for label, found in secret_forms().items() if any(f in full.stdout for f in found)]
+    printed = secrets_shown_in(full.stdout)
     assert not printed, f"deploy -v --diff printed the values of {printed}"
     # As operators run it: every role unchanged since its healthy deploy is skipped.
     warm, warm_s = deploy("deploy-2.log")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 import requests
 import stack_client
-from conftest import ROOT, fast_path, playbook, run, secret_forms, tail
+from conftest import ROOT, fast_path, playbook, run, secrets_shown_in, tail
 from stack_client import User
 from traffic import Traffic
 
@@ -171,10 +171,8 @@ def test_site_deploys_every_service_healthy_across_the_nodes(swarm_stack):
     assert spec["UpdateConfig"]["Order"] == "start-first"
     assert spec["UpdateConfig"]["FailureAction"] == "rollback"
     # Secrets are Docker secrets, files for the task's user only; no service spec shows a value.
-    forms = secret_forms("swarm")
     for service in SERVICES:
-        text = docker(MANAGER, "service", "inspect", service)
-        leaked = [label for label, found in forms.items() if any(f in text for f in found)]
+        leaked = secrets_shown_in(docker(MANAGER, "service", "inspect", service), "swarm")
         assert not leaked, f"{service}: docker service inspect shows {leaked}"
     user = json.loads(docker(MANAGER, "service", "inspect", "whatsapp-user"))[0]["Spec"]["TaskTemplate"]
     files = {s["File"]["Name"].rsplit("/", 1)[-1]: s["File"] for s in user["ContainerSpec"]["Secrets"]}
