@@ -45,13 +45,26 @@ def amqp_connection(url: str, *, timeout: float, heartbeat: int = 30) -> kombu.C
 
 
 def wait_keeping_alive(
-    connection: kombu.Connection | None, stopping: threading.Event, seconds: float
+    connection: kombu.Connection | None, stopping: threading.Event, seconds: float, *, drain: bool = False
 ) -> bool:
     """Sleep `seconds` while a backend is down, sending the broker heartbeats meanwhile so
-    unacknowledged deliveries stay with this consumer; True when stopping."""
+    unacknowledged deliveries stay with this consumer; True when stopping. With `drain`, read
+    what the broker delivers meanwhile instead of sleeping: the consumer's callback collects it
+    (it must only collect), rather than it waiting unseen in the socket."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if stopping.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
+    while (left := deadline - time.monotonic()) > 0:
+        if drain and connection is not None:
+            if stopping.is_set():
+                return True
+            try:
+                connection.drain_events(timeout=min(1.0, left))
+            except TimeoutError:
+                pass
+            except Exception:  # noqa: BLE001 - a lost connection shows at the next ack
+                log.warning("broker connection failed while waiting for a backend")
+                drain = False
+                continue
+        elif stopping.wait(min(1.0, left)):
             return True
         if connection is not None:
             try:

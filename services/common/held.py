@@ -6,7 +6,9 @@ down, the deliveries prefetched behind it), the row stays unstored in PostgreSQL
 outbox relay, which re-publishes unstored rows whose publish may have been lost, would publish
 it again: duplicate work, duplicate fan-out. So the processor lists what it holds in the
 sorted set `whatsapp:processing:held` (member: message id, score: when it last said so), at
-every attempt of a batch, and removes a batch once it is acknowledged; the relay skips listed
+every retry of a batch (one that goes through at once is not listed: the relay looks only at
+rows older than a first attempt can take), and removes what it listed once it is
+acknowledged; the relay skips listed
 ids. If the processor dies, RabbitMQ delivers its messages again, so an entry that has not
 been refreshed for `stale_seconds` no longer counts (the relay trims such entries).
 
@@ -25,7 +27,7 @@ import redis
 log = logging.getLogger(__name__)
 
 HELD_KEY = "whatsapp:processing:held"
-# Longer than a batch's retry interval (the processor refreshes at every attempt).
+# Longer than a batch's retry interval (the processor refreshes at every retry).
 STALE_SECONDS = 120.0
 
 

@@ -8,8 +8,9 @@ them unacknowledged and the broker delivers them again.
 - A backend that is down (MongoDB, PostgreSQL, Redis, the broker for notifications)
   pauses the batch: it is retried with backoff, its deliveries held, until the backend is
   back. Requeueing instead would burn the queue's delivery limit during an outage.
-  Every attempt lists the batch and the deliveries waiting behind it as held
-  (services/common/held.py), so chat's outbox relay does not publish them again.
+  Every retry lists the batch and the deliveries waiting behind it as held
+  (services/common/held.py), so chat's outbox relay does not publish them again; a batch
+  that goes through at its first attempt costs Redis nothing.
 - Any other error is treated as a problem with one message: each message of the batch is
   processed alone, and a failing one is requeued, so the broker's delivery limit
   dead-letters it after a few tries. Nothing is dropped silently.
@@ -58,6 +59,7 @@ class BatchConsumer:
         self.pending: list[kombu.Message] = []
         # The held list's own client: no retries, so a Redis outage never slows a batch.
         self.held_redis = create_redis(ctx.settings, retries=0)
+        self.listed: set[str] = set()  # ids this consumer listed as held
 
     # ---- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -148,10 +150,15 @@ class BatchConsumer:
             return
         started = time.perf_counter()
         ids = [p.message.id for _, p in parsed]
+        attempts = 0
 
         def attempt() -> Any:
-            # This batch, and what was delivered behind it meanwhile (an outage lasts).
-            held.hold(self.held_redis, ids + [d.properties.get("message_id") for d in self.pending])
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                # A backend is down: list this batch, and what was delivered behind it
+                # meanwhile, as held (an outage lasts; a first attempt stays off Redis).
+                self._hold(ids + [d.properties.get("message_id") for d in self.pending])
             return process_batch(self.ctx, [p for _, p in parsed])
 
         try:
@@ -163,11 +170,12 @@ class BatchConsumer:
                 "batch of %d failed (%s: %s): processing one by one", len(parsed), type(exc).__name__, exc
             )
             self._one_by_one(parsed)
+            self._release(ids)
             return
         # Every delivery still unsettled on the channel is in this batch (the earlier ones were
         # acked or rejected): one ack of the highest tag with `multiple` settles them all.
         max(parsed, key=lambda p: p[0].delivery_tag)[0].ack(multiple=True)
-        held.release(self.held_redis, ids)
+        self._release(ids)
         metrics.batch_seconds.observe(time.perf_counter() - started)
         metrics.messages.labels("stored").inc(result.stored)
         metrics.messages.labels("duplicate").inc(result.duplicates)
@@ -179,7 +187,6 @@ class BatchConsumer:
             try:
                 self._with_backend_retry(lambda p=payload: process_batch(self.ctx, [p]))
                 delivery.ack()
-                held.release(self.held_redis, [payload.message.id])
                 self.ctx.metrics.messages.labels("stored").inc()
             except _Stopping:
                 return
@@ -192,8 +199,18 @@ class BatchConsumer:
                     extra={"request_id": payload.request_id},
                 )
                 delivery.reject(requeue=True)
-                held.release(self.held_redis, [payload.message.id])
                 self.ctx.metrics.messages.labels("requeued").inc()
+
+    def _hold(self, ids: list[str | None]) -> None:
+        held.hold(self.held_redis, ids)
+        self.listed.update(i for i in ids if i)
+
+    def _release(self, ids: list[str]) -> None:
+        """Unlist the settled ids this consumer listed (a batch that ran first time listed none)."""
+        settled = self.listed.intersection(ids)
+        if settled:
+            held.release(self.held_redis, settled)
+            self.listed -= settled
 
     def _with_backend_retry(self, work: Any) -> Any:
         delay = 0.2
@@ -205,29 +222,10 @@ class BatchConsumer:
                 log.warning(
                     "a backend is down (%s: %s); retrying the batch in %.1f s", type(exc).__name__, exc, delay
                 )
-                if self._wait_collecting(delay):
+                # Reading meanwhile: what arrives joins self.pending, listed at the next attempt.
+                if wait_keeping_alive(self.connection, self.stopping, delay, drain=True):
                     raise _Stopping from None
                 delay = min(delay * 2, self.settings.retry_max_delay_seconds)
-
-    def _wait_collecting(self, seconds: float) -> bool:
-        """Wait while a backend is down, reading what the broker delivers meanwhile: those
-        deliveries join self.pending (the next attempt lists them as held) instead of sitting
-        unseen in the socket, and reading keeps the connection alive. True when stopping."""
-        if self.connection is None:
-            return wait_keeping_alive(None, self.stopping, seconds)
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            if self.stopping.is_set():
-                return True
-            try:
-                self.connection.drain_events(timeout=min(1.0, left))
-            except TimeoutError:
-                pass
-            except Exception:  # noqa: BLE001 - a lost connection shows at the next ack
-                log.warning("broker connection failed while waiting for a backend")
-                return wait_keeping_alive(None, self.stopping, max(0.0, deadline - time.monotonic()))
-            self.connection.heartbeat_check()
-        return self.stopping.is_set()
 
 
 class _Stopping(Exception):
