@@ -1,4 +1,5 @@
-"""The shared container role: a container that never turns healthy fails with its logs."""
+"""The shared container role: a container that never turns healthy fails with its logs,
+whether the role waits at its start or the run waits at its end (site.yml's service plays)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,17 @@ def cleanup():
 
 
 @pytest.mark.docker
-def test_unhealthy_container_fails_showing_its_last_log_lines(cleanup):
+@pytest.mark.parametrize("deferred", [False, True], ids=["wait-at-start", "wait-at-end"])
+def test_unhealthy_container_fails_showing_its_last_log_lines(cleanup, deferred):
     result = playbook(
-        str(ROOT / "tests/roles/playbooks/unhealthy_container.yml"), log="unhealthy.log", timeout=300
+        str(ROOT / "tests/roles/playbooks/unhealthy_container.yml"),
+        "-e",
+        f"deferred={str(deferred).lower()}",
+        log=f"unhealthy-{'deferred' if deferred else 'now'}.log",
+        timeout=300,
     )
     assert result.returncode != 0, tail(result)
     assert f"{NAME} did not turn healthy within 12 s" in result.stdout, tail(result)
     assert "unhealthy-marker-line" in result.stdout, tail(result)
+    # Deferred: the start returned at once and the failure came from the wait at the end.
+    assert (f"started without waiting: {NAME}" in result.stdout) is deferred, tail(result)
