@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: bootstrap, prepare the Docker host, then every test layer
-# (static and unit beside molecule per role, end to end, reliability, swarm), each pytest
-# run ending with its summary.
+# (molecule per role, end to end and reliability in turn; static and unit, and swarm, beside
+# them), each pytest run ending with its summary.
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -k redis).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -53,9 +53,11 @@ printf '\n%-22s %8s\n' "setup step" "seconds"
 printf '%-22s %8s\n' "bootstrap .venv" "$t_boot" "prepare Docker host" "$t_prep"
 echo
 
-# With no arguments, every layer runs: the static and unit layers need no Docker engine, so
-# they run beside the Docker layers (roles, e2e, reliability, swarm) instead of before them,
-# in a second pytest whose whole output follows the first's. Both must pass.
+# With no arguments, every layer runs, in three pytest runs at once: the static and unit
+# layers need no Docker engine; the Swarm layer runs its lab (three engines in containers,
+# its own ports, network and config root) beside the roles layer, and deploys onto it once
+# the roles layer has built every image (each image is built once per run); roles, e2e and
+# reliability run in turn on this host's engine. Each run's whole output follows; all must pass.
 run_pytest() {
   local rc=0
   python -m pytest "$@" 2>&1 || rc=$?
@@ -74,18 +76,29 @@ if [ "$#" -gt 0 ]; then
 fi
 
 fast_log=.test-logs/static-and-unit.log
+swarm_log=.test-logs/swarm-layer.log
+images_built="$PROJECT_ROOT/.test-logs/images-built"
+rm -f "$images_built"
 set +e
 ( run_pytest tests/static tests/unit >"$fast_log" 2>&1 ) &
 fast_pid=$!
-run_pytest tests/roles tests/e2e tests/reliability tests/swarm
+( WHATSAPP_SWARM_AFTER="$images_built" run_pytest tests/swarm >"$swarm_log" 2>&1 ) &
+swarm_pid=$!
+WHATSAPP_IMAGES_BUILT="$images_built" run_pytest tests/roles tests/e2e tests/reliability
 docker_rc=$?
+# The Swarm layer never waits for a layer that has ended (without the images, it builds them).
+touch "$images_built"
+wait "$swarm_pid"
+swarm_rc=$?
 wait "$fast_pid"
 fast_rc=$?
 set -e
+printf '\n===== swarm layer (run beside the roles layer; %s) =====\n' "$swarm_log"
+cat "$swarm_log"
 printf '\n===== static and unit layers (run beside the Docker layers; %s) =====\n' "$fast_log"
 cat "$fast_log"
 printf '\n%-34s %s\n' "pytest run" "exit code"
-printf '%-34s %s\n' "roles, e2e, reliability, swarm" "$docker_rc" "static, unit" "$fast_rc"
-if [ "$docker_rc" != 0 ] || [ "$fast_rc" != 0 ]; then
+printf '%-34s %s\n' "roles, e2e, reliability" "$docker_rc" "swarm" "$swarm_rc" "static, unit" "$fast_rc"
+if [ "$docker_rc" != 0 ] || [ "$swarm_rc" != 0 ] || [ "$fast_rc" != 0 ]; then
   exit 1
 fi

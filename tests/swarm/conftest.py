@@ -45,6 +45,20 @@ def lab_playbook(
     return result
 
 
+def wait_for_the_images() -> None:
+    """The test command runs this layer beside the roles layer, whose scenarios build the
+    stack's images (each image once per run): with WHATSAPP_SWARM_AFTER set, the first
+    deploy waits until that file exists (written once they are built, or when that layer
+    ended). Without it (this layer alone), the deploy builds what is missing itself."""
+    marker = os.environ.get("WHATSAPP_SWARM_AFTER")
+    if not marker:
+        return
+    start = time.monotonic()
+    while not os.path.exists(marker) and time.monotonic() - start < 3600:
+        time.sleep(2)
+    TIMINGS["waited for the images"] = time.monotonic() - start
+
+
 def changed(result: subprocess.CompletedProcess[str]) -> int:
     """changed= of localhost in the run's PLAY RECAP (fails when the run has none)."""
     counters = recap(result.stdout)

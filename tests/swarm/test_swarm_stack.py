@@ -31,6 +31,7 @@ from swarm.conftest import (
     docker,
     lab_playbook,
     service_tasks,
+    wait_for_the_images,
 )
 
 pytestmark = pytest.mark.docker
@@ -62,6 +63,7 @@ def swarm_stack(swarm_lab):
     """The stack deployed once onto the lab with the README's deploy command's playbook."""
     if os.environ.get("WHATSAPP_SWARM_DEPLOYED") == "1":
         return subprocess.CompletedProcess(["(deployed by hand)"], 0, "whatsapp-chat.1@ (by hand)", "")
+    wait_for_the_images()
     result = lab_playbook("site.yml", log="swarm-deploy-1.log", timing="swarm-deploy-cold", timeout=2400)
     assert result.returncode == 0, tail(result, 120)
     return result
