@@ -1,12 +1,10 @@
 #!/usr/bin/env python3
-"""Where to check the token of a WebSocket upgrade: in chat, or in the gateway via nginx
-`auth_request`? Frames never pass a Python proxy in either design; the difference is the
-upgrade. This measures, against the deployed stack:
-  1. verifying one access token in process (PyJWT, EdDSA), as chat does;
-  2. the gateway's GET /api/v1/auth/verify over HTTP, the subrequest `auth_request`
-     would add to every upgrade (keep-alive, as nginx would use it);
-  3. a whole upgrade to chat (TCP + handshake + token check + catch-up query) and close.
-Prints a table; nothing is asserted.
+"""What checking the token of a WebSocket upgrade costs, against the deployed stack:
+  1. verifying one access token in process (PyJWT, EdDSA), as chat does before upgrading;
+  2. a whole upgrade to chat (TCP + handshake + token check + catch-up query) and close.
+(A third row once measured the gateway's GET /api/v1/auth/verify, for an nginx
+`auth_request` hop: it about doubled an upgrade's cost, nginx never used it, and the route
+is gone; benchmarks/README.md keeps the figures.) Prints a table; nothing is asserted.
 
   .venv/bin/python benchmarks/ws_auth.py --count 300
 """
@@ -18,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import requests
 from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,12 +50,6 @@ def main() -> None:
         issuer=values["whatsapp_jwt_issuer"],
         audience=values["whatsapp_jwt_audience"],
     )
-    session = requests.Session()
-    verify_url = stack.api + "/auth/verify"
-
-    def verify_over_http() -> None:
-        answer = session.get(verify_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        assert answer.status_code in (200, 204), answer.status_code
 
     def upgrade() -> None:
         with connect(stack.ws, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10):
@@ -66,7 +57,6 @@ def main() -> None:
 
     rows = [
         ("token check in process (chat)", timed(args.count, lambda: verifier.verify(token))),
-        ("GET /api/v1/auth/verify (auth_request)", timed(args.count, verify_over_http)),
         ("upgrade to chat + close", timed(args.count, upgrade)),
     ]
     print(f"\n{'what':40} {'count':>6} {'p50 ms':>8} {'p99 ms':>8} {'per s (1 client)':>17}")

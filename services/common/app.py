@@ -29,10 +29,6 @@ QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 access_log = logging.getLogger("services.access")
 
 
-def settings_of(app: Flask | None = None) -> BaseSettings:
-    return (app or current_app).extensions[SETTINGS_EXTENSION]
-
-
 def _enforce_body_cap() -> None:
     # Werkzeug only refuses an oversized body when a view reads it; refusing up front
     # answers 413 whatever the view does (or whether the content type is right).

@@ -3,8 +3,7 @@
 For every /api/v1 request it takes or makes the request id, checks the body cap (413),
 verifies the access token once (auth.py), applies rate limits (limits.py) and forwards to
 the owning service by path prefix (routing.py, proxy.py, upstream.py). Its own routes:
-GET /api/v1/health (health.py), GET /api/v1/openapi.json (openapi.py), GET
-/api/v1/auth/verify for nginx's check of WebSocket upgrades (auth.py), and /health,
+GET /api/v1/health (health.py), GET /api/v1/openapi.json (openapi.py), and /health,
 /ready (Redis), /metrics from the common library. `GET /ws` does not pass through it.
 
 Run it with `gunicorn 'services.gateway:create_app()'`; settings come from WHATSAPP_*
@@ -32,7 +31,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     context = GatewayContext.create(app, settings)
     init_gateway_context(app, context)
     add_readiness_check(app, "redis", lambda: redis_check(context.redis))
-    for blueprint in (auth.bp, health.bp, openapi.bp, proxy.auth_proxy_bp, proxy.api_proxy_bp):
+    for blueprint in (health.bp, openapi.bp, proxy.auth_proxy_bp, proxy.api_proxy_bp):
         app.register_blueprint(blueprint)
     # Authentication first: the limiter counts authenticated requests per verified user.
     app.before_request(auth.authenticate)

@@ -3,8 +3,7 @@
 - Authenticated routes: `rate_limit_api` per verified user, one budget over all of them.
 - /api/v1/auth/*: `rate_limit_auth` per client IP (password guessing, account creation).
 - Other public routes (/api/v1/health, /api/v1/openapi.json): `rate_limit_public` per IP.
-- /health, /ready, /metrics and /api/v1/auth/verify (nginx asks it on every WebSocket
-  upgrade, and answers anything but 2xx/401/403 with a 500) are not limited.
+- /health, /ready and /metrics (health checks and Prometheus) are not limited.
 
 Over the limit: 429 `rate_limited` in the contract's shape with `Retry-After` (seconds).
 When the counter storage is down, requests pass unlimited (fail open, logged) instead of

@@ -1,13 +1,11 @@
 """Forwarding /api/v1/... to the owning service, by path prefix (routing.OWNERS).
 
 Method, path, query string, body and content type go through unchanged. Headers are an
-allow-list both ways: the service gets the client's `Authorization`, `Content-Type`,
-`Accept` and `User-Agent`, plus what the gateway vouches for:
+allow-list both ways: the service gets the client's `Authorization` (which it checks
+itself), `Content-Type`, `Accept` and `User-Agent`, plus what the gateway vouches for:
 
 - `X-Request-ID`: this request's id (the client's if sane, else a new one), so the
   service logs under the same id;
-- `X-User-ID`: the user id of the access token the gateway verified, only on routes that
-  need one. Whatever the client sent under that name is dropped, always;
 - `X-Forwarded-For` (the chain plus the peer) and `X-Real-IP` (the client, as rate limits see it).
 
 The client gets back the service's status, body and the headers that mean something to
@@ -29,7 +27,6 @@ from services.gateway.context import gateway_context
 from services.gateway.limits import client_ip
 from services.gateway.routing import API_PREFIX, OWNERS
 
-USER_ID_HEADER = "X-User-ID"
 FORWARDED_REQUEST_HEADERS = ("Accept", "Authorization", "Content-Type", "User-Agent")
 RETURNED_RESPONSE_HEADERS = (
     "Allow",
@@ -60,10 +57,6 @@ def upstream_headers() -> dict[str, str]:
     peer = request.remote_addr or "unknown"
     headers["X-Forwarded-For"] = f"{forwarded_for}, {peer}" if forwarded_for else peer
     headers["X-Real-IP"] = client_ip()
-    # Set from the verified token only; the client's own X-User-ID never got this far.
-    user_id = g.get("user_id")
-    if user_id:
-        headers[USER_ID_HEADER] = user_id
     return headers
 
 

@@ -24,7 +24,6 @@ from services.common.config import BaseSettings, SettingsError, check_amqp_url, 
 from services.notification.base import AlertStyle
 
 Provider = Literal["fcm", "apns", "webhook", "log"]
-PROVIDERS: tuple[Provider, ...] = ("fcm", "apns", "webhook", "log")
 APNS_FIELDS = ("apns_team_id", "apns_key_id", "apns_private_key", "apns_topic")
 # Where a Google service-account key file sends its token requests when it names none.
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a password

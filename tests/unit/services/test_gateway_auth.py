@@ -1,13 +1,12 @@
 """Access tokens at the gateway: verified once, 401 before any service is reached, the
-contract's public routes left public, and GET /api/v1/auth/verify for nginx."""
+contract's public routes left public."""
 
 from __future__ import annotations
 
 import time
-from urllib.parse import quote
 
 import pytest
-from service_helpers import bearer, signer
+from service_helpers import signer
 from test_gateway_helpers import auth_headers, gateway_app, new_user_id, with_fake_services
 
 from services.common.auth import AccessTokenSigner, generate_dev_keypair
@@ -97,75 +96,19 @@ def test_operations_routes_are_public(client, services, path):
     assert response.status_code == 200
 
 
-def test_a_valid_token_is_forwarded_with_its_user(client, services):
-    user_id = new_user_id()
-    response = client.get("/api/v1/users/me", headers=auth_headers(user_id))
+def test_a_valid_token_reaches_the_service_with_its_authorization(client, services):
+    headers = auth_headers(new_user_id())
+    response = client.get("/api/v1/users/me", headers=headers)
     assert response.status_code == 200
-    assert services["user"].last.headers["X-User-Id"] == user_id
+    assert services["user"].last.headers["Authorization"] == headers["Authorization"]
 
 
-# ---- GET /api/v1/auth/verify (nginx auth_request for /ws) --------------------------------
-
-
-def test_verify_with_a_bearer_header(client, services):
-    user_id = new_user_id()
-    response = client.get("/api/v1/auth/verify", headers=auth_headers(user_id))
-    assert response.status_code == 204
-    assert response.headers["X-User-ID"] == user_id
-    assert response.headers["Cache-Control"] == "no-store"
-    assert response.get_data() == b""
-    assert services["user"].seen == []
-
-
-def test_verify_with_an_access_token_query_parameter(client):
-    user_id = new_user_id()
-    token = signer().issue(user_id)
-    response = client.get(f"/api/v1/auth/verify?access_token={quote(token)}")
-    assert response.status_code == 204
-    assert response.headers["X-User-ID"] == user_id
-
-
-def test_verify_with_the_token_in_nginx_original_uri(client):
-    user_id = new_user_id()
-    token = signer().issue(user_id)
-    response = client.get("/api/v1/auth/verify", headers={"X-Original-URI": f"/ws?v=1&access_token={token}"})
-    assert response.status_code == 204
-    assert response.headers["X-User-ID"] == user_id
-
-
-@pytest.mark.parametrize("case", sorted(BAD_AUTHORIZATION))
-def test_verify_refuses_bad_headers(client, case):
-    value = BAD_AUTHORIZATION[case]
-    headers = {} if value is None else {"Authorization": value}
-    response = client.get("/api/v1/auth/verify", headers=headers)
-    assert response.status_code == 401
-    assert response.get_json()["error"]["code"] == "unauthorized"
+def test_the_removed_nginx_verify_route_is_not_served(client, services):
+    # GET /api/v1/auth/verify served an nginx auth_request that was never configured: the
+    # gateway has no such route now, so the path is forwarded like any other /auth one (the
+    # user service answers 404) and no X-User-ID is made up anywhere.
+    response = client.get("/api/v1/auth/verify", headers=auth_headers())
+    assert response.get_json()["service"] == "user"
+    assert services["user"].last.path == "/api/v1/auth/verify"
+    assert "X-User-Id" not in services["user"].last.headers
     assert "X-User-ID" not in response.headers
-
-
-@pytest.mark.parametrize("token", ["", "junk", foreign_token(), expired_token()])
-def test_verify_refuses_bad_query_tokens(client, token):
-    for response in (
-        client.get(f"/api/v1/auth/verify?access_token={quote(token)}"),
-        client.get("/api/v1/auth/verify", headers={"X-Original-URI": f"/ws?access_token={quote(token)}"}),
-    ):
-        assert response.status_code == 401
-        assert "X-User-ID" not in response.headers
-
-
-def test_verify_does_not_fall_back_to_the_query_when_the_header_is_bad(client):
-    token = signer().issue(new_user_id())
-    response = client.get(f"/api/v1/auth/verify?access_token={token}", headers=bearer("junk"))
-    assert response.status_code == 401
-
-
-def test_verify_is_never_rate_limited():
-    # nginx turns anything but 2xx/401/403 from auth_request into a 500 for the client.
-    app = gateway_app(
-        WHATSAPP_RATE_LIMIT_API="1/minute",
-        WHATSAPP_RATE_LIMIT_AUTH="1/minute",
-        WHATSAPP_RATE_LIMIT_PUBLIC="1/minute",
-    )
-    client = app.test_client()
-    headers = auth_headers()
-    assert [client.get("/api/v1/auth/verify", headers=headers).status_code for _ in range(5)] == [204] * 5

@@ -97,7 +97,7 @@ def test_auth_endpoints_are_rate_limited_with_retry_after():
 
 
 def test_service_metrics_and_readiness_are_not_exposed():
-    for path in ("/metrics", "/ready", "/api/v1/auth/verify"):
+    for path in ("/metrics", "/ready"):
         assert get(path).status_code == 404, path
 
 
