@@ -94,6 +94,7 @@ def converge(*extra_args: str, timeout: float = 900) -> subprocess.CompletedProc
         ANSIBLE_ROLES_PATH=str(project_role.parent),
         ANSIBLE_LOOKUP_PLUGINS=str(project_role.parent.parent / "plugins" / "lookup"),
         ANSIBLE_FILTER_PLUGINS=str(project_role.parent.parent / "plugins" / "filter"),
+        ANSIBLE_TEST_PLUGINS=str(project_role.parent.parent / "plugins" / "test"),
         ANSIBLE_NOCOLOR="1",
     )
     return subprocess.run(
