@@ -47,9 +47,17 @@ def assert_standard_container(host, spec: dict[str, Any], restart_policy: str) -
     assert hc["RestartPolicy"]["Name"] == restart_policy
     user = data["Config"]["User"]
     assert user and user.split(":")[0] not in ("0", "root"), f"runs as {user!r}"
+    labels = data["Config"]["Labels"]
     for key, value in spec.get("labels", {}).items():
         # Docker keeps every label as a string (a port label is an int in the spec).
-        assert data["Config"]["Labels"].get(key) == str(value), key
+        assert labels.get(key) == str(value), key
+    # The stack's policy (roles/container/defaults/main.yml), merged under every spec.
+    assert labels.get("com.whatsapp.stack"), "no stack label"
+    assert labels.get("com.whatsapp.role") == spec["role"]
+    assert labels.get("com.whatsapp.version")
+    assert hc["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in (hc["SecurityOpt"] or [])
+    assert hc["LogConfig"]["Type"] == "json-file" and hc["LogConfig"]["Config"].get("max-size")
     return data
 
 
