@@ -1,9 +1,9 @@
 """Jinja tests for the roles' validate.yml: one definition of what a value must look like.
 
-    chat_memory_limit is docker_size('256m')    a Docker size (1..n followed by k, m or g), at least 256m
-    chat_port is tcp_port(chat_replicas)        a port with room for that many ports from it on
-    chat_replicas is whole_number(1, 32)        a whole number (not a bool, not 1.5), within bounds
-    whatsapp_backend_subnet is ipv4_cidr        an IPv4 network such as 172.30.0.0/24
+chat_memory_limit is docker_size('256m')    a Docker size (1..n followed by k, m or g), at least 256m
+chat_port is tcp_port(chat_replicas)        a port with room for that many ports from it on
+chat_replicas is whole_number(1, 32)        a whole number (not a bool, not 1.5), within bounds
+whatsapp_backend_subnet is ipv4_cidr        an IPv4 network such as 172.30.0.0/24
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def tcp_port(value: object, count: object = 1) -> bool:
     if number is None or ports is None:
         return False
     # No replica (count 0) still needs the port itself to be one.
-    return 1 <= number and number + max(ports, 1) - 1 <= 65535
+    return number >= 1 and number + max(ports, 1) - 1 <= 65535
 
 
 def ipv4_cidr(value: object) -> bool:

@@ -1,0 +1,139 @@
+"""Filter plugin: the container role's data transforms, one function each, unit-tested
+(tests/unit/test_container_filters.py) instead of Jinja loops in its task files.
+
+    container_defaults | container_merge(spec)   the stack's policy under a spec
+    spec | container_dev_mode(services_dir)      development mode: mounted code, --reload
+    spec | container_replica(number)             replica N: <name>-N, <hostname>-N, port + N - 1
+    name | container_replica_names(count)        the names of N replicas
+    spec | swarm_publish(published_roles)        host-mode port publications of a Swarm service
+    spec | swarm_mounts(stack)                   Swarm mounts: volumes (labelled), tmpfs, /dev/shm
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ansible.module_utils.parsing.convert_bool import boolean
+
+_CREATE_APP = re.compile(r"^services[.]([a-z_]+):create_app[(][)]$")
+
+
+def _plain(value: Any) -> Any:
+    """A copy made of plain dicts and lists. Not copy.deepcopy: Ansible hands filters lazy
+    containers whose values are templated when read, and a deep copy of one breaks that."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Dicts merge key by key, anything else (lists included) is replaced by `over`."""
+    merged = _plain(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = _plain(value)
+    return merged
+
+
+def container_merge(defaults: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` with the stack's policy under it; the role label comes from spec['role']."""
+    base = _deep_merge(
+        defaults or {}, {"labels": {"com.whatsapp.role": spec["role"]}} if "role" in spec else {}
+    )
+    return _deep_merge(base, spec)
+
+
+def container_dev_mode(spec: dict[str, Any], services_dir: str) -> dict[str, Any]:
+    """A Python service's spec in development mode: this checkout's services/ mounted
+    read-only over the image's copy, gunicorn --reload loading the app through
+    services.common.devmode (a save that breaks the code does not stop the container),
+    logging at DEBUG, labelled com.whatsapp.dev-mode."""
+    out = _plain(spec)
+    out["mounts"] = list(spec.get("mounts", [])) + [
+        {"type": "bind", "source": services_dir, "target": "/app/services", "read_only": True}
+    ]
+    command = list(spec.get("command", []))
+    if command[:1] == ["gunicorn"]:
+        out["command"] = ["gunicorn", "--reload"] + [
+            _CREATE_APP.sub(r"services.common.devmode:create_app('\1')", arg) for arg in command[1:]
+        ]
+    out["env"] = {**spec.get("env", {}), "WHATSAPP_LOG_LEVEL": "DEBUG"}
+    out["labels"] = {**spec.get("labels", {}), "com.whatsapp.dev-mode": "true"}
+    return out
+
+
+def container_replica_names(name: str, count: int | str) -> list[str]:
+    """Replica 1 keeps the spec's name; replica N is <name>-N. Count 0: none."""
+    count = int(count)
+    return ([name] if count > 0 else []) + [f"{name}-{n}" for n in range(2, count + 1)]
+
+
+def container_replica(spec: dict[str, Any], number: int | str) -> dict[str, Any]:
+    """Replica `number` (1-based) of a spec with one published port
+    ('address:host_port:container_port'): replica 1 keeps the spec's name and port, replica
+    N is <name>-N on host port + N - 1; every replica's hostname is <hostname>-N (chat-1,
+    chat-2), so logs and metrics name the replica."""
+    number = int(number)
+    address, host_port, container_port = spec["published_ports"][0].split(":")
+    out = _plain(spec)
+    out["name"] = spec["name"] if number == 1 else f"{spec['name']}-{number}"
+    out["hostname"] = f"{spec['hostname']}-{number}"
+    out["published_ports"] = [f"{address}:{int(host_port) + number - 1}:{container_port}"]
+    return out
+
+
+def swarm_publish(spec: dict[str, Any], published_roles: list[str]) -> list[dict[str, Any]]:
+    """Host-mode publications (no ingress mesh here), only for the roles that publish on Swarm."""
+    if spec.get("role") not in published_roles:
+        return []
+    out = []
+    for port in spec.get("published_ports", []):
+        parts = str(port).split(":")
+        out.append(
+            {
+                "published_port": int(parts[-2]),
+                "target_port": int(parts[-1]),
+                "protocol": "tcp",
+                "mode": "host",
+            }
+        )
+    return out
+
+
+def swarm_mounts(spec: dict[str, Any], stack: str) -> list[dict[str, Any]]:
+    """The spec's mounts as a Swarm service takes them: named volumes labelled with the stack
+    and role, tmpfs paths as tmpfs mounts, shm_size as a tmpfs on /dev/shm of that size."""
+    out = []
+    for mount in spec.get("mounts", []):
+        entry = {
+            "type": mount["type"],
+            "source": mount["source"],
+            "target": mount["target"],
+            "readonly": boolean(mount.get("read_only", False), strict=False),
+        }
+        if mount["type"] == "volume":
+            entry["labels"] = {"com.whatsapp.stack": stack, "com.whatsapp.role": spec["role"]}
+        out.append(entry)
+    for path in spec.get("tmpfs", []):
+        out.append({"type": "tmpfs", "target": path.split(":")[0]})
+    if "shm_size" in spec:
+        # A mount target inside the container, not a host path.
+        out.append({"type": "tmpfs", "target": "/dev/shm", "tmpfs_size": spec["shm_size"]})  # noqa: S108
+    return out
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "container_merge": container_merge,
+            "container_dev_mode": container_dev_mode,
+            "container_replica": container_replica,
+            "container_replica_names": container_replica_names,
+            "swarm_publish": swarm_publish,
+            "swarm_mounts": swarm_mounts,
+        }

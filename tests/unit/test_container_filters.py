@@ -1,0 +1,154 @@
+"""The container role's data transforms (plugins/filter/container.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import yaml
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("container_filters", ROOT / "plugins/filter/container.py")
+filters = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(filters)
+
+DEFAULTS = yaml.safe_load((ROOT / "roles/container/defaults/main.yml").read_text())["container_defaults"]
+
+SPEC = {
+    "name": "whatsapp-chat",
+    "role": "chat",
+    "hostname": "chat",
+    "image": "whatsapp/service:abc",
+    "command": ["gunicorn", "--bind=0.0.0.0:8082", "services.chat:create_app()"],
+    "env": {"WHATSAPP_LOG_LEVEL": "INFO", "A": "1"},
+    "published_ports": ["127.0.0.1:8082:8082"],
+    "mounts": [
+        {"type": "volume", "source": "whatsapp-data", "target": "/data"},
+        {"type": "bind", "source": "/etc/x", "target": "/etc/x", "read_only": True},
+    ],
+    "healthcheck": {"test": ["CMD", "true"], "timeout": "10s"},
+    "labels": {"com.whatsapp.port": 8082},
+    "tmpfs": ["/tmp", "/run:size=1m"],
+}
+
+
+def test_merge_puts_the_policy_under_the_spec_and_the_spec_wins():
+    merged = filters.container_merge(DEFAULTS, SPEC)
+    # Dicts merge key by key: the spec's probe and timeout, the stack's interval and retries.
+    assert merged["healthcheck"]["test"] == ["CMD", "true"]
+    assert merged["healthcheck"]["timeout"] == "10s"
+    assert merged["healthcheck"]["interval"] == DEFAULTS["healthcheck"]["interval"]
+    assert merged["labels"] == {
+        "com.whatsapp.stack": DEFAULTS["labels"]["com.whatsapp.stack"],
+        "com.whatsapp.version": DEFAULTS["labels"]["com.whatsapp.version"],
+        "com.whatsapp.role": "chat",
+        "com.whatsapp.port": 8082,
+    }
+    assert merged["security_opts"] == ["no-new-privileges"]
+    assert merged["cap_drop"] == ["ALL"]
+    assert merged["log_driver"] == "json-file"
+    assert set(merged["log_options"]) == {"max-size", "max-file"}
+    # Nothing of the spec is lost, and neither input is changed.
+    assert all(merged[key] == value for key, value in SPEC.items() if key not in ("healthcheck", "labels"))
+    assert "interval" not in SPEC["healthcheck"]
+    assert "com.whatsapp.role" not in DEFAULTS["labels"]
+
+
+def test_merge_replaces_lists_and_keeps_a_spec_role_label():
+    merged = filters.container_merge(
+        DEFAULTS, {**SPEC, "cap_drop": ["NET_RAW"], "labels": {"com.whatsapp.role": "x"}}
+    )
+    assert merged["cap_drop"] == ["NET_RAW"]
+    assert merged["labels"]["com.whatsapp.role"] == "x"
+
+
+def test_merge_of_a_spec_without_a_role_adds_no_role_label():
+    assert "com.whatsapp.role" not in filters.container_merge(DEFAULTS, {"name": "n"})["labels"]
+
+
+def test_dev_mode_mounts_the_code_and_reloads_through_devmode():
+    dev = filters.container_dev_mode(SPEC, "/src/services")
+    assert dev["mounts"][-1] == {
+        "type": "bind",
+        "source": "/src/services",
+        "target": "/app/services",
+        "read_only": True,
+    }
+    assert dev["mounts"][:-1] == SPEC["mounts"]
+    assert dev["command"] == [
+        "gunicorn",
+        "--reload",
+        "--bind=0.0.0.0:8082",
+        "services.common.devmode:create_app('chat')",
+    ]
+    assert dev["env"] == {"WHATSAPP_LOG_LEVEL": "DEBUG", "A": "1"}
+    assert dev["labels"]["com.whatsapp.dev-mode"] == "true"
+    assert SPEC["env"]["WHATSAPP_LOG_LEVEL"] == "INFO"
+
+
+def test_dev_mode_leaves_a_command_that_is_not_gunicorn():
+    assert filters.container_dev_mode({**SPEC, "command": ["python", "-m", "x"]}, "/s")["command"] == [
+        "python",
+        "-m",
+        "x",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("count", "names"),
+    [(0, []), (1, ["whatsapp-chat"]), ("3", ["whatsapp-chat", "whatsapp-chat-2", "whatsapp-chat-3"])],
+)
+def test_replica_names(count, names):
+    assert filters.container_replica_names("whatsapp-chat", count) == names
+
+
+def test_replicas_keep_the_first_name_and_count_ports_and_hostnames_up():
+    first = filters.container_replica(SPEC, 1)
+    third = filters.container_replica(SPEC, "3")
+    assert (first["name"], first["hostname"], first["published_ports"]) == (
+        "whatsapp-chat",
+        "chat-1",
+        ["127.0.0.1:8082:8082"],
+    )
+    assert (third["name"], third["hostname"], third["published_ports"]) == (
+        "whatsapp-chat-3",
+        "chat-3",
+        ["127.0.0.1:8084:8082"],
+    )
+    assert third["env"] == SPEC["env"] and SPEC["name"] == "whatsapp-chat"
+
+
+def test_swarm_publishes_in_host_mode_only_the_roles_that_publish():
+    assert filters.swarm_publish(SPEC, ["nginx"]) == []
+    assert filters.swarm_publish({**SPEC, "published_ports": ["0.0.0.0:80:8080", "443:8443"]}, ["chat"]) == [
+        {"published_port": 80, "target_port": 8080, "protocol": "tcp", "mode": "host"},
+        {"published_port": 443, "target_port": 8443, "protocol": "tcp", "mode": "host"},
+    ]
+
+
+def test_swarm_mounts_label_volumes_and_turn_tmpfs_and_shm_into_mounts():
+    mounts = filters.swarm_mounts({**SPEC, "shm_size": "64m"}, "whatsapp")
+    assert mounts == [
+        {
+            "type": "volume",
+            "source": "whatsapp-data",
+            "target": "/data",
+            "readonly": False,
+            "labels": {"com.whatsapp.stack": "whatsapp", "com.whatsapp.role": "chat"},
+        },
+        {"type": "bind", "source": "/etc/x", "target": "/etc/x", "readonly": True},
+        {"type": "tmpfs", "target": "/tmp"},
+        {"type": "tmpfs", "target": "/run"},
+        {"type": "tmpfs", "target": "/dev/shm", "tmpfs_size": "64m"},
+    ]
+
+
+def test_ansible_finds_every_filter():
+    assert set(filters.FilterModule().filters()) == {
+        "container_merge",
+        "container_dev_mode",
+        "container_replica",
+        "container_replica_names",
+        "swarm_publish",
+        "swarm_mounts",
+    }
