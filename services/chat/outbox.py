@@ -13,6 +13,7 @@ import logging
 import threading
 from datetime import timedelta
 
+import psycopg
 import redis
 
 from services.chat import store
@@ -28,10 +29,20 @@ log = logging.getLogger(__name__)
 OUTBOX_LOCK_KEY = 0x6F7574626F78
 
 
-def republishable(rows: list, held_redis: redis.Redis) -> list:
-    """The unstored rows no processor holds; raises redis.RedisError when Redis cannot say."""
+def republishable(conn: psycopg.Connection, rows: list, held_redis: redis.Redis) -> list:
+    """The unstored rows no processor holds; raises redis.RedisError when Redis cannot say.
+
+    A processor marks a row stored before it unlists it, so a row read unstored and then
+    found unlisted may have been stored in between (seen: a batch that went through the
+    moment MongoDB came back was published again). The unlisted rows are read once more,
+    after the list: whatever is still unstored then was not held when the list was read.
+    """
     holding = held.held_among(held_redis, [str(row["id"]) for row in rows])
-    return [row for row in rows if str(row["id"]) not in holding]
+    candidates = [row for row in rows if str(row["id"]) not in holding]
+    if not candidates:
+        return []
+    unstored = store.still_unstored(conn, [row["id"] for row in candidates])
+    return [row for row in candidates if row["id"] in unstored]
 
 
 def relay_once(ctx: ChatContext, held_redis: redis.Redis) -> int:
@@ -55,7 +66,7 @@ def relay_once(ctx: ChatContext, held_redis: redis.Redis) -> int:
         try:
             rows = store.unstored_messages(conn, timedelta(seconds=settings.outbox_relay_age_seconds))
             try:
-                rows = republishable(rows, held_redis)
+                rows = republishable(conn, rows, held_redis)
             except redis.RedisError as exc:
                 log.info("outbox relay skipped: held messages unknown (%s)", type(exc).__name__)
                 rows = []

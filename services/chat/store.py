@@ -318,6 +318,14 @@ def unstored_messages(conn: psycopg.Connection, older_than: timedelta, limit: in
     ).fetchall()
 
 
+def still_unstored(conn: psycopg.Connection, message_ids: list) -> set:
+    """Which of `message_ids` are unstored now (the outbox relay's second look)."""
+    rows = conn.execute(
+        "SELECT id FROM conversations.messages WHERE id = ANY(%s) AND stored_at IS NULL", (message_ids,)
+    ).fetchall()
+    return {row["id"] for row in rows}
+
+
 def watchers_of(conn: psycopg.Connection, user_id: str) -> list[str]:
     """Users who have `user_id` as a contact, minus any it blocked, narrowed by its
     last_seen_visibility: the rule is services/common/watchers.py's, shared with scheduled_jobs."""
