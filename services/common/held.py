@@ -7,7 +7,8 @@ outbox relay, which re-publishes unstored rows whose publish may have been lost,
 it again: duplicate work, duplicate fan-out. So the processor lists what it holds in the
 sorted set `whatsapp:processing:held` (member: message id, score: when it last said so), at
 every retry of a batch (one that goes through at once is not listed: the relay looks only at
-rows older than a first attempt can take), and removes what it listed once it is
+rows older than a first attempt can take: message_processor's mongo_attempt_seconds bounds
+it), and removes what it listed once it is
 acknowledged; the relay skips listed
 ids. If the processor dies, RabbitMQ delivers its messages again, so an entry that has not
 been refreshed for `stale_seconds` no longer counts (the relay trims such entries).

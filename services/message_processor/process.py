@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pymongo
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo import WriteConcern
 from pymongo.errors import BulkWriteError
@@ -138,7 +139,8 @@ def process_batch(ctx: Any, payloads: list[QueuedPayload]) -> BatchResult:
     request_ids = {p.message.id: p.request_id for p in payloads}
     if not messages:
         return result
-    result.stored, result.duplicates = store_in_mongo(ctx.mongo, messages)
+    with pymongo.timeout(settings.mongo_attempt_seconds):
+        result.stored, result.duplicates = store_in_mongo(ctx.mongo, messages)
 
     latest: dict[str, datetime] = {}
     for m in messages:

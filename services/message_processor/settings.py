@@ -19,6 +19,12 @@ class ProcessorSettings(MessagingSettings):
     # Redis pipeline. A batch closes when full or after batch_wait_ms.
     batch_size: int = Field(default=100, ge=1, le=5_000)
     batch_wait_ms: int = Field(default=10, ge=1, le=5_000)
+    # One try at storing a batch in MongoDB ends after this long, retries and server
+    # selection included (pymongo.timeout). Without it a paused MongoDB held a first try for
+    # 9-11 s (socket timeout, then a retryable write), longer than chat's outbox relay waits
+    # (outbox_relay_age_seconds, 10) before it publishes an unstored row no processor lists
+    # as held: a batch is listed from its second try on (services/common/held.py).
+    mongo_attempt_seconds: float = Field(default=5.0, gt=0, le=60)
     # While a backend is down the batch is retried, waiting up to this long between tries.
     retry_max_delay_seconds: float = Field(default=5.0, gt=0, le=300)
     # Redis pub/sub channel the chat instances listen on.
