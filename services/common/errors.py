@@ -13,32 +13,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import psycopg
-import psycopg_pool
 import pydantic
 import pymongo.errors
-import redis
 import simple_websocket
 import wsproto.events
 import wsproto.utilities
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from services.common.backends import backend_down
+
 log = logging.getLogger(__name__)
 
-# Exceptions that mean "a backend is down or unreachable", not "our code is wrong".
-BACKEND_DOWN_ERRORS: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError,
-    psycopg.errors.ConnectionTimeout,
-    psycopg_pool.PoolTimeout,
-    psycopg_pool.PoolClosed,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    redis.BusyLoadingError,
-    # Any failure of MongoDB (unreachable, no primary, a timed-out or refused operation):
-    # the message store is a backend too; what it holds is retried, never half-answered.
-    pymongo.errors.PyMongoError,
-)
+
+def _unavailable(exc: Exception) -> bool:
+    """A backend down (services/common/backends.py), or any failure of MongoDB: the message
+    store is a backend too; what it holds is retried, never half-answered."""
+    return backend_down(exc) or isinstance(exc, pymongo.errors.PyMongoError)
+
 
 # A WebSocket opening handshake that wsproto refuses (the client broke the protocol), or one
 # simple_websocket could not complete; raised before any byte of the upgrade is written, so
@@ -184,7 +176,7 @@ def _render_handshake_error(exc: Exception) -> Response:
 
 
 def _render_unexpected(exc: Exception) -> Response:
-    if isinstance(exc, BACKEND_DOWN_ERRORS):
+    if _unavailable(exc):
         log.error("backend unavailable: %s: %s", type(exc).__name__, exc, exc_info=exc)
         return error_response(503, "unavailable", "a backend service is unavailable")
     log.error("unhandled %s", type(exc).__name__, exc_info=exc)

@@ -24,29 +24,16 @@ import time
 from typing import Any
 
 import kombu
-import psycopg
-import psycopg_pool
 import pymongo.errors
-import redis
 
 from services.common import held
-from services.common.amqp import CONSUMER_HEARTBEAT_SECONDS, PublishError, amqp_connection, wait_keeping_alive
+from services.common.amqp import CONSUMER_HEARTBEAT_SECONDS, amqp_connection, wait_keeping_alive
+from services.common.backends import backend_down
 from services.common.mongo import ensure_message_indexes
 from services.common.redis_client import create_redis
 from services.message_processor.process import PoisonMessage, QueuedPayload, parse_payload, process_batch
 
 log = logging.getLogger(__name__)
-
-BACKEND_DOWN = (
-    pymongo.errors.ConnectionFailure,
-    pymongo.errors.ServerSelectionTimeoutError,
-    pymongo.errors.NetworkTimeout,
-    psycopg.OperationalError,
-    psycopg_pool.PoolTimeout,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    PublishError,
-)
 
 
 class BatchConsumer:
@@ -217,7 +204,9 @@ class BatchConsumer:
         while True:
             try:
                 return work()
-            except BACKEND_DOWN as exc:
+            except Exception as exc:
+                if not backend_down(exc):
+                    raise
                 self.ctx.metrics.backend_retries.inc()
                 log.warning(
                     "a backend is down (%s: %s); retrying the batch in %.1f s", type(exc).__name__, exc, delay

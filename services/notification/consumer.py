@@ -18,17 +18,14 @@ import threading
 from typing import Any
 
 import kombu
-import psycopg
-import psycopg_pool
 
 from services.common.amqp import CONSUMER_HEARTBEAT_SECONDS, amqp_connection, wait_keeping_alive
+from services.common.backends import backend_down
 from services.notification import store
 from services.notification.delivery import deliver_job
 from services.notification.jobs import InvalidJob, parse_job
 
 log = logging.getLogger(__name__)
-
-BACKEND_DOWN = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
 
 
 class JobConsumer:
@@ -104,7 +101,9 @@ class JobConsumer:
         while True:
             try:
                 return store.load_devices(self.ctx.db, user_id)
-            except BACKEND_DOWN as exc:
+            except Exception as exc:
+                if not backend_down(exc):
+                    raise
                 log.warning("device list unavailable (%s); retrying in %.1f s", type(exc).__name__, delay)
                 if wait_keeping_alive(self.connection, self.stopping, delay):
                     return None

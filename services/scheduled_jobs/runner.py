@@ -17,15 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import amqp.exceptions
-import kombu.exceptions
-import psycopg
-import psycopg_pool
-import pymongo.errors
-import redis
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from services.common.backends import backend_down
 from services.scheduled_jobs.context import JobsContext
 from services.scheduled_jobs.messages import expire_messages
 from services.scheduled_jobs.presence import prune_presence
@@ -34,17 +29,6 @@ from services.scheduled_jobs.tokens import prune_refresh_tokens
 
 log = logging.getLogger(__name__)
 
-# A backend that is down or unreachable: worth a warning, not a traceback.
-BACKEND_DOWN: tuple[type[BaseException], ...] = (
-    pymongo.errors.ConnectionFailure,
-    psycopg.OperationalError,
-    psycopg_pool.PoolTimeout,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    kombu.exceptions.OperationalError,
-    amqp.exceptions.ConnectionError,
-    OSError,
-)
 # First runs after start-up come soon (a restart must not push an hourly job back an
 # hour), spread a little so they do not all start at once.
 FIRST_RUN_DELAY_SECONDS = 5.0
@@ -88,25 +72,25 @@ def run_job(ctx: JobsContext, job: Job) -> Counter[str] | None:
     failed: BaseException | None = None
     try:
         job.function(ctx, counts)
-    except BACKEND_DOWN as exc:
-        failed = exc
-        log.warning(
-            "job %s: a backend is down (%s: %s); done so far: %s; the next run retries",
-            job.name,
-            type(exc).__name__,
-            exc,
-            describe(counts),
-            extra={"job": job.name, "counts": dict(counts)},
-        )
     except Exception as exc:
         failed = exc
-        log.exception(
-            "job %s failed (%s); done so far: %s",
-            job.name,
-            type(exc).__name__,
-            describe(counts),
-            extra={"job": job.name, "counts": dict(counts)},
-        )
+        if backend_down(exc):  # worth a warning, not a traceback
+            log.warning(
+                "job %s: a backend is down (%s: %s); done so far: %s; the next run retries",
+                job.name,
+                type(exc).__name__,
+                exc,
+                describe(counts),
+                extra={"job": job.name, "counts": dict(counts)},
+            )
+        else:
+            log.exception(
+                "job %s failed (%s); done so far: %s",
+                job.name,
+                type(exc).__name__,
+                describe(counts),
+                extra={"job": job.name, "counts": dict(counts)},
+            )
     duration = time.perf_counter() - started
     metrics.runs.labels(job.name).inc()
     metrics.duration_seconds.labels(job.name).observe(duration)
