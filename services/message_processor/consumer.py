@@ -27,49 +27,25 @@ import kombu
 import pymongo.errors
 
 from services.common import held
-from services.common.amqp import CONSUMER_HEARTBEAT_SECONDS, amqp_connection, wait_keeping_alive
-from services.common.backends import backend_down
 from services.common.mongo import ensure_message_indexes
 from services.common.redis_client import create_redis
+from services.common.worker import Consuming, QueueWorker, Stopping, start_workers
 from services.message_processor.process import PoisonMessage, QueuedPayload, parse_payload, process_batch
 
 log = logging.getLogger(__name__)
 
 
-class BatchConsumer:
+class BatchConsumer(QueueWorker):
     def __init__(self, ctx: Any, stopping: threading.Event, name: str = "consumer-1"):
-        self.ctx = ctx
-        self.settings = ctx.settings
-        self.stopping = stopping
-        self.name = name
-        self.connection: kombu.Connection | None = None
-        self.pending: list[kombu.Message] = []
+        s = ctx.settings
+        super().__init__(
+            ctx, stopping, name, Consuming(s.messages_queue, s.prefetch, s.batch_size, s.batch_wait_ms)
+        )
         # The held list's own client: no retries, so a Redis outage never slows a batch.
-        self.held_redis = create_redis(ctx.settings, retries=0)
+        self.held_redis = create_redis(s, retries=0)
         self.listed: set[str] = set()  # ids this consumer listed as held
 
-    # ---- the loop ---------------------------------------------------------------------------
-    def run(self) -> None:
-        delay = 0.5
-        self._ensure_indexes()
-        while not self.stopping.is_set():
-            try:
-                self._consume()
-                delay = 0.5
-            except Exception as exc:  # the broker went away: reconnect with backoff
-                self.ctx.metrics.consumer_restarts.inc()
-                log.warning(
-                    "%s: consuming stopped (%s: %s); reconnecting in %.1f s",
-                    self.name,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                self.pending = []  # unacked deliveries return to the queue with the connection
-                self.stopping.wait(delay)
-                delay = min(delay * 2, self.settings.retry_max_delay_seconds)
-
-    def _ensure_indexes(self) -> None:
+    def prepare(self) -> None:
         while not self.stopping.is_set():
             try:
                 ensure_message_indexes(self.ctx.mongo)
@@ -78,49 +54,11 @@ class BatchConsumer:
                 log.warning("MongoDB indexes not ensured yet (%s); retrying", exc)
                 self.stopping.wait(2.0)
 
-    def _consume(self) -> None:
-        s = self.settings
-        with amqp_connection(
-            s.rabbitmq_url, timeout=s.backend_timeout_seconds, heartbeat=CONSUMER_HEARTBEAT_SECONDS
-        ) as conn:
-            conn.ensure_connection(max_retries=1, timeout=s.backend_timeout_seconds)
-            self.connection = conn
-            channel = conn.channel()
-            queue = kombu.Queue(s.messages_queue, no_declare=True)
-            consumer = kombu.Consumer(channel, queues=[queue], on_message=self._collect, no_ack=False)
-            consumer.qos(prefetch_count=s.prefetch)
-            with consumer:
-                log.info(
-                    "%s: consuming %s (prefetch %d, batch %d)",
-                    self.name,
-                    s.messages_queue,
-                    s.prefetch,
-                    s.batch_size,
-                )
-                while not self.stopping.is_set():
-                    self._fill_batch(conn)
-                    if self.pending:
-                        batch, self.pending = self.pending, []
-                        self.handle(batch)
-                    conn.heartbeat_check()
+    def on_retry(self) -> None:
+        self.ctx.metrics.backend_retries.inc()
 
-    def _collect(self, delivery: kombu.Message) -> None:
-        # A method, not `self.pending.append`: the list is replaced after every batch.
-        self.pending.append(delivery)
-
-    def _fill_batch(self, conn: kombu.Connection) -> None:
-        wait = self.settings.batch_wait_ms / 1000
-        deadline = None
-        while len(self.pending) < self.settings.batch_size:
-            timeout = 1.0 if deadline is None else deadline - time.monotonic()
-            if timeout <= 0:
-                return
-            try:
-                conn.drain_events(timeout=timeout)
-            except TimeoutError:  # socket.timeout is TimeoutError since Python 3.10
-                return
-            if self.pending and deadline is None:
-                deadline = time.monotonic() + wait
+    def on_restart(self) -> None:
+        self.ctx.metrics.consumer_restarts.inc()
 
     # ---- one batch --------------------------------------------------------------------------
     def handle(self, batch: list[kombu.Message]) -> None:
@@ -149,8 +87,8 @@ class BatchConsumer:
             return process_batch(self.ctx, [p for _, p in parsed])
 
         try:
-            result = self._with_backend_retry(attempt)
-        except _Stopping:
+            result = self.with_backend_retry(attempt)
+        except Stopping:
             return
         except Exception as exc:
             log.warning(
@@ -172,10 +110,10 @@ class BatchConsumer:
     def _one_by_one(self, parsed: list[tuple[kombu.Message, QueuedPayload]]) -> None:
         for delivery, payload in parsed:
             try:
-                self._with_backend_retry(lambda p=payload: process_batch(self.ctx, [p]))
+                self.with_backend_retry(lambda p=payload: process_batch(self.ctx, [p]))
                 delivery.ack()
                 self.ctx.metrics.messages.labels("stored").inc()
-            except _Stopping:
+            except Stopping:
                 return
             except Exception as exc:
                 log.error(
@@ -199,33 +137,8 @@ class BatchConsumer:
             held.release(self.held_redis, settled)
             self.listed -= settled
 
-    def _with_backend_retry(self, work: Any) -> Any:
-        delay = 0.2
-        while True:
-            try:
-                return work()
-            except Exception as exc:
-                if not backend_down(exc):
-                    raise
-                self.ctx.metrics.backend_retries.inc()
-                log.warning(
-                    "a backend is down (%s: %s); retrying the batch in %.1f s", type(exc).__name__, exc, delay
-                )
-                # Reading meanwhile: what arrives joins self.pending, listed at the next attempt.
-                if wait_keeping_alive(self.connection, self.stopping, delay, drain=True):
-                    raise _Stopping from None
-                delay = min(delay * 2, self.settings.retry_max_delay_seconds)
-
-
-class _Stopping(Exception):
-    pass
-
 
 def start_consumers(ctx: Any, stopping: threading.Event) -> list[threading.Thread]:
-    threads = []
-    for number in range(1, ctx.settings.concurrency + 1):
-        consumer = BatchConsumer(ctx, stopping, name=f"consumer-{number}")
-        thread = threading.Thread(target=consumer.run, name=consumer.name, daemon=True)
-        thread.start()
-        threads.append(thread)
-    return threads
+    return start_workers(
+        ctx.settings.concurrency, lambda number: BatchConsumer(ctx, stopping, f"consumer-{number}"), stopping
+    )

@@ -12,15 +12,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from typing import Any
 
 import kombu
 
-from services.common.amqp import CONSUMER_HEARTBEAT_SECONDS, amqp_connection, wait_keeping_alive
-from services.common.backends import backend_down
+from services.common.worker import Consuming, QueueWorker, Stopping, start_workers
 from services.notification import store
 from services.notification.delivery import deliver_job
 from services.notification.jobs import InvalidJob, parse_job
@@ -28,49 +26,18 @@ from services.notification.jobs import InvalidJob, parse_job
 log = logging.getLogger(__name__)
 
 
-class JobConsumer:
+class JobConsumer(QueueWorker):
     def __init__(self, ctx: Any, stopping: threading.Event, name: str):
-        self.ctx, self.settings, self.stopping, self.name = ctx, ctx.settings, stopping, name
-        self.connection: kombu.Connection | None = None
+        s = ctx.settings
+        super().__init__(ctx, stopping, name, Consuming(s.notifications_queue, s.consumer_prefetch))
 
-    def run(self) -> None:
-        delay = 0.5
-        while not self.stopping.is_set():
-            try:
-                self._consume()
-                delay = 0.5
-            except Exception as exc:
-                log.warning(
-                    "%s: consuming stopped (%s: %s); reconnecting in %.1f s",
-                    self.name,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                self.stopping.wait(delay)
-                delay = min(delay * 2, self.settings.retry_max_delay_seconds)
+    def handle(self, batch: list[kombu.Message]) -> None:
+        for message in batch:
+            if self.stopping.is_set():  # the rest stay unacknowledged: RabbitMQ delivers them again
+                return
+            self.handle_job(message)
 
-    def _consume(self) -> None:
-        s = self.settings
-        with amqp_connection(
-            s.rabbitmq_url, timeout=s.backend_timeout_seconds, heartbeat=CONSUMER_HEARTBEAT_SECONDS
-        ) as conn:
-            conn.ensure_connection(max_retries=1, timeout=s.backend_timeout_seconds)
-            self.connection = conn
-            queue = kombu.Queue(s.notifications_queue, no_declare=True)
-            consumer = kombu.Consumer(conn.channel(), queues=[queue], on_message=self.handle, no_ack=False)
-            consumer.qos(prefetch_count=s.consumer_prefetch)
-            with consumer:
-                log.info(
-                    "%s: consuming %s (prefetch %d)", self.name, s.notifications_queue, s.consumer_prefetch
-                )
-                while not self.stopping.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        conn.drain_events(timeout=1.0)
-                    # Under steady traffic too (kombu sends one only when one is due).
-                    conn.heartbeat_check()
-
-    def handle(self, message: kombu.Message) -> None:
+    def handle_job(self, message: kombu.Message) -> None:
         metrics = self.ctx.metrics
         try:
             job = parse_job(message.body)
@@ -97,24 +64,17 @@ class JobConsumer:
             metrics.jobs.labels("done").inc()
 
     def _load_devices(self, user_id: str) -> list | None:
-        delay = 0.2
-        while True:
-            try:
-                return store.load_devices(self.ctx.db, user_id)
-            except Exception as exc:
-                if not backend_down(exc):
-                    raise
-                log.warning("device list unavailable (%s); retrying in %.1f s", type(exc).__name__, delay)
-                if wait_keeping_alive(self.connection, self.stopping, delay):
-                    return None
-                delay = min(delay * 2, self.settings.retry_max_delay_seconds)
+        try:
+            return self.with_backend_retry(
+                lambda: store.load_devices(self.ctx.db, user_id), "the device list"
+            )
+        except Stopping:
+            return None
 
 
 def start_consumers(ctx: Any, stopping: threading.Event) -> list[threading.Thread]:
-    threads = []
-    for number in range(1, ctx.settings.consumer_concurrency + 1):
-        consumer = JobConsumer(ctx, stopping, name=f"push-consumer-{number}")
-        thread = threading.Thread(target=consumer.run, name=consumer.name, daemon=True)
-        thread.start()
-        threads.append(thread)
-    return threads
+    return start_workers(
+        ctx.settings.consumer_concurrency,
+        lambda number: JobConsumer(ctx, stopping, f"push-consumer-{number}"),
+        stopping,
+    )

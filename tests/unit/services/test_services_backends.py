@@ -76,7 +76,7 @@ def test_the_processor_retries_a_batch_through_mongodb_timeouts():
             raise pymongo.errors.ExecutionTimeout("operation exceeded time limit", code=50)
         return "stored"
 
-    assert worker._with_backend_retry(store) == "stored"
+    assert worker.with_backend_retry(store) == "stored"
     assert len(calls) == 3
     assert worker.ctx.metrics.backend_retries._value.get() == 2
 
@@ -88,5 +88,5 @@ def test_the_processor_does_not_retry_a_fault_of_the_batch():
         raise pymongo.errors.BulkWriteError({"writeErrors": [{"index": 0, "code": 121}]})
 
     with pytest.raises(pymongo.errors.BulkWriteError):
-        worker._with_backend_retry(store)
+        worker.with_backend_retry(store)
     assert worker.ctx.metrics.backend_retries._value.get() == 0
