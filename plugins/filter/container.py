@@ -14,9 +14,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ansible.errors import AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
 
 _CREATE_APP = re.compile(r"^services[.]([a-z_]+):create_app[(][)]$")
+_WORKER = re.compile(r"^services[.]([a-z_]+)$")
 
 
 def _plain(value: Any) -> Any:
@@ -61,6 +63,23 @@ def container_dev_mode(spec: dict[str, Any], services_dir: str) -> dict[str, Any
     if command[:1] == ["gunicorn"]:
         out["command"] = ["gunicorn", "--reload"] + [
             _CREATE_APP.sub(r"services.common.devmode:create_app('\1')", arg) for arg in command[1:]
+        ]
+    elif len(command) >= 3 and command[:2] == ["python", "-m"] and _WORKER.match(command[2]):
+        # A queue worker's own process has no reloader: in development mode it runs under
+        # gunicorn --reload, its consumers as threads of the one gunicorn worker.
+        port = next((arg.split("=", 1)[1] for arg in command[3:] if arg.startswith("--port=")), None)
+        if port is None:
+            raise AnsibleFilterError(f"container_dev_mode: {command[2]} has no --port=<port>")
+        out["command"] = [
+            "gunicorn",
+            "--reload",
+            f"--bind=0.0.0.0:{port}",
+            "--workers=1",
+            "--worker-class=gthread",
+            "--threads=4",
+            "--worker-tmp-dir=/dev/shm",
+            "--no-control-socket",
+            f"services.common.devmode:create_app('{_WORKER.match(command[2]).group(1)}')",
         ]
     out["env"] = {**spec.get("env", {}), "WHATSAPP_LOG_LEVEL": "DEBUG"}
     out["labels"] = {**spec.get("labels", {}), "com.whatsapp.dev-mode": "true"}

@@ -1,7 +1,8 @@
 """message_processor: consumes accepted messages, stores them, fans them out (port 8085).
 
-Run it with `gunicorn 'services.message_processor:create_app()'` (one worker: the HTTP
-side only answers /health, /ready and /metrics; the consumers run as threads beside it).
+Run it with `python -m services.message_processor --port 8085`: its own process, the
+consumers in threads, /health, /ready and /metrics beside them (services/common/process.py).
+`create_app()` with the consumers as threads of a WSGI worker is development mode's form.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The notification service's app (port 8084): /health, /ready, /metrics, and the push
-consumers running as threads beside it. Run: `gunicorn 'services.notification:create_app()'`."""
+consumers running as threads beside it. Run: `python -m services.notification --port 8084`
+(its own process, services/common/process.py); `create_app()` under a WSGI server with the
+consumers in its worker is development mode's form."""
 
 from __future__ import annotations
 

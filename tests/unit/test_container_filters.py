@@ -6,6 +6,7 @@ import importlib.util
 
 import pytest
 import yaml
+from ansible.errors import AnsibleFilterError
 from conftest import ROOT
 
 spec = importlib.util.spec_from_file_location("container_filters", ROOT / "plugins/filter/container.py")
@@ -84,6 +85,15 @@ def test_dev_mode_mounts_the_code_and_reloads_through_devmode():
     assert dev["env"] == {"WHATSAPP_LOG_LEVEL": "DEBUG", "A": "1"}
     assert dev["labels"]["com.whatsapp.dev-mode"] == "true"
     assert SPEC["env"]["WHATSAPP_LOG_LEVEL"] == "INFO"
+
+
+def test_dev_mode_runs_a_worker_process_under_gunicorn_reload():
+    spec = {**SPEC, "command": ["python", "-m", "services.message_processor", "--port=8085"]}
+    command = filters.container_dev_mode(spec, "/s")["command"]
+    assert command[:3] == ["gunicorn", "--reload", "--bind=0.0.0.0:8085"]
+    assert command[-1] == "services.common.devmode:create_app('message_processor')"
+    with pytest.raises(AnsibleFilterError, match="no --port"):
+        filters.container_dev_mode({**SPEC, "command": ["python", "-m", "services.notification"]}, "/s")
 
 
 def test_dev_mode_leaves_a_command_that_is_not_gunicorn():

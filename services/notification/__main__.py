@@ -1,0 +1,23 @@
+"""`python -m services.notification --port 8084`: the consumers and the probes, one process."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from services.common.process import serve
+from services.notification import create_app
+from services.notification.consumer import start_consumers
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.notification")
+    parser.add_argument("--port", type=int, required=True, help="where /health, /ready and /metrics answer")
+    args = parser.parse_args(argv)
+    app = create_app(background=False)
+    ctx = app.extensions["whatsapp_notification"]
+    return serve(app, args.port, lambda stopping: start_consumers(ctx, stopping))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
