@@ -8,6 +8,7 @@ import sys
 from services.common.process import serve
 from services.message_processor import create_app
 from services.message_processor.consumer import start_consumers
+from services.message_processor.context import processor_context
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True, help="where /health, /ready and /metrics answer")
     args = parser.parse_args(argv)
     app = create_app(background=False)
-    ctx = app.extensions["whatsapp_processor"]
+    ctx = processor_context(app)
     return serve(app, args.port, lambda stopping: start_consumers(ctx, stopping))
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kombu
 import pymongo.errors
@@ -32,11 +32,14 @@ from services.common.redis_client import create_redis
 from services.common.worker import Consuming, QueueWorker, Stopping, start_workers
 from services.message_processor.process import PoisonMessage, QueuedPayload, parse_payload, process_batch
 
+if TYPE_CHECKING:
+    from services.message_processor.context import ProcessorContext
+
 log = logging.getLogger(__name__)
 
 
 class BatchConsumer(QueueWorker):
-    def __init__(self, ctx: Any, stopping: threading.Event, name: str = "consumer-1"):
+    def __init__(self, ctx: ProcessorContext, stopping: threading.Event, name: str = "consumer-1"):
         s = ctx.settings
         super().__init__(
             ctx, stopping, name, Consuming(s.messages_queue, s.prefetch, s.batch_size, s.batch_wait_ms)
@@ -138,7 +141,7 @@ class BatchConsumer(QueueWorker):
             self.listed -= settled
 
 
-def start_consumers(ctx: Any, stopping: threading.Event) -> list[threading.Thread]:
+def start_consumers(ctx: ProcessorContext, stopping: threading.Event) -> list[threading.Thread]:
     return start_workers(
         ctx.settings.concurrency, lambda number: BatchConsumer(ctx, stopping, f"consumer-{number}"), stopping
     )

@@ -19,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymongo
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +31,11 @@ from services.common.members import members_by_conversation, seeing
 from services.common.mongo import MESSAGES
 from services.common.times import rfc3339
 from services.message_processor import store
+
+if TYPE_CHECKING:
+    from pymongo.database import Database as MongoDatabase
+
+    from services.message_processor.context import ProcessorContext
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +123,7 @@ def _document(message: QueuedMessage) -> dict[str, Any]:
 DURABLE = WriteConcern(w=1, j=True)
 
 
-def store_in_mongo(mongo: Any, messages: list[QueuedMessage]) -> tuple[int, int]:
+def store_in_mongo(mongo: MongoDatabase, messages: list[QueuedMessage]) -> tuple[int, int]:
     """(inserted, duplicates); raises for anything but duplicate ids."""
     collection = mongo.get_collection(MESSAGES, write_concern=DURABLE)
     try:
@@ -132,7 +137,7 @@ def store_in_mongo(mongo: Any, messages: list[QueuedMessage]) -> tuple[int, int]
         return exc.details.get("nInserted", 0), len(errors)
 
 
-def process_batch(ctx: Any, payloads: list[QueuedPayload]) -> BatchResult:
+def process_batch(ctx: ProcessorContext, payloads: list[QueuedPayload]) -> BatchResult:
     settings = ctx.settings
     result = BatchResult()
     messages = list({p.message.id: p.message for p in payloads}.values())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 import kombu
 
@@ -23,11 +23,14 @@ from services.notification import store
 from services.notification.delivery import deliver_job
 from services.notification.jobs import InvalidJob, parse_job
 
+if TYPE_CHECKING:
+    from services.notification.context import NotificationContext
+
 log = logging.getLogger(__name__)
 
 
 class JobConsumer(QueueWorker):
-    def __init__(self, ctx: Any, stopping: threading.Event, name: str):
+    def __init__(self, ctx: NotificationContext, stopping: threading.Event, name: str):
         s = ctx.settings
         super().__init__(ctx, stopping, name, Consuming(s.notifications_queue, s.consumer_prefetch))
 
@@ -72,7 +75,7 @@ class JobConsumer(QueueWorker):
             return None
 
 
-def start_consumers(ctx: Any, stopping: threading.Event) -> list[threading.Thread]:
+def start_consumers(ctx: NotificationContext, stopping: threading.Event) -> list[threading.Thread]:
     return start_workers(
         ctx.settings.consumer_concurrency,
         lambda number: JobConsumer(ctx, stopping, f"push-consumer-{number}"),

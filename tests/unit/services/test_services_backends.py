@@ -20,8 +20,8 @@ from test_chat_units import chat_env
 
 from services.common.amqp import PublishError
 from services.common.backends import backend_down
-from services.message_processor import ProcessorMetrics
 from services.message_processor.consumer import BatchConsumer
+from services.message_processor.context import ProcessorMetrics
 from services.message_processor.settings import ProcessorSettings
 
 
