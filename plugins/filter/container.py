@@ -92,17 +92,19 @@ def container_replica_names(name: str, count: int | str) -> list[str]:
     return ([name] if count > 0 else []) + [f"{name}-{n}" for n in range(2, count + 1)]
 
 
-def container_replica(spec: dict[str, Any], number: int | str) -> dict[str, Any]:
+def container_replica(spec: dict[str, Any], number: int | str, port_step: int | str = 1) -> dict[str, Any]:
     """Replica `number` (1-based) of a spec with one published port
     ('address:host_port:container_port'): replica 1 keeps the spec's name and port, replica
-    N is <name>-N on host port + N - 1; every replica's hostname is <hostname>-N (chat-1,
-    chat-2), so logs and metrics name the replica."""
+    N is <name>-N on host port + (N - 1) x port_step (the stack steps by 100, so replicas of
+    services whose ports are neighbours never meet); every replica's hostname is
+    <hostname>-N (chat-1, chat-2), so logs and metrics name the replica."""
     number = int(number)
+    step = int(port_step)
     address, host_port, container_port = spec["published_ports"][0].split(":")
     out = _plain(spec)
     out["name"] = spec["name"] if number == 1 else f"{spec['name']}-{number}"
     out["hostname"] = f"{spec['hostname']}-{number}"
-    out["published_ports"] = [f"{address}:{int(host_port) + number - 1}:{container_port}"]
+    out["published_ports"] = [f"{address}:{int(host_port) + (number - 1) * step}:{container_port}"]
     return out
 
 

@@ -1,7 +1,7 @@
 """Jinja tests for the roles' validate.yml: one definition of what a value must look like.
 
 chat_memory_limit is docker_size('256m')    a Docker size (1..n followed by k, m or g), at least 256m
-chat_port is tcp_port(chat_replicas)        a port with room for that many ports from it on
+chat_port is tcp_port(chat_replicas, 100)   a port with room for a replica every 100 ports above it
 chat_replicas is whole_number(1, 32)        a whole number (not a bool, not 1.5), within bounds
 whatsapp_backend_subnet is ipv4_cidr        an IPv4 network such as 172.30.0.0/24
 """
@@ -54,14 +54,16 @@ def whole_number(value: object, low: int | None = None, high: int | None = None)
     return (low is None or number >= int(low)) and (high is None or number <= int(high))
 
 
-def tcp_port(value: object, count: object = 1) -> bool:
-    """A TCP port 1..65535 with `count` consecutive ports from it (replicas publish port + N - 1)."""
+def tcp_port(value: object, count: object = 1, step: object = 1) -> bool:
+    """A TCP port 1..65535 with room for `count` ports `step` apart from it (replica N
+    publishes on port + (N - 1) x step)."""
     number = _whole(value)
     ports = _whole(count)
-    if number is None or ports is None:
+    apart = _whole(step)
+    if number is None or ports is None or not apart:
         return False
     # No replica (count 0) still needs the port itself to be one.
-    return number >= 1 and number + max(ports, 1) - 1 <= 65535
+    return number >= 1 and number + (max(ports, 1) - 1) * apart <= 65535
 
 
 def ipv4_cidr(value: object) -> bool:

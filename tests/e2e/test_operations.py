@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 import urllib.request
 
 import pytest
@@ -15,6 +17,8 @@ pytestmark = pytest.mark.docker
 
 INVENTORY = ["-i", TEST_INVENTORY]
 CHAT_PORT = 8082
+USER_PORT, PROCESSOR_PORT, SCHEDULER_PORT = 8081, 8085, 8086
+STEP = 100  # whatsapp_replica_port_step: replica N publishes on port + (N - 1) x STEP
 SERVICES = ["user", "chat", "message_processor", "scheduled_jobs", "notification", "gateway"]
 
 
@@ -37,12 +41,16 @@ def stack_containers() -> dict[str, dict]:
     return {d["Name"].lstrip("/"): d for d in data}
 
 
-def open_sockets(port: int) -> float:
-    """whatsapp_websocket_connections of the chat replica published on port."""
+def metric(port: int, name: str) -> float:
+    """The sum of a metric's samples on the /metrics of the replica published on port."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
         text = response.read().decode()
-    gauge = "whatsapp_websocket_connections"
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(gauge))
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.split("{")[0].split()[0] == name)
+
+
+def open_sockets(port: int) -> float:
+    """whatsapp_websocket_connections of the chat replica published on port."""
+    return metric(port, "whatsapp_websocket_connections")
 
 
 def table_rows(output: str) -> dict[str, list[str]]:
@@ -119,7 +127,7 @@ def test_scale_chat_to_two_replicas_and_back_keeps_messaging_working():
         # land on each replica, and a message sent through one reaches those of the other.
         sockets = [bob.socket() for _ in range(10)]
         try:
-            per_replica = [open_sockets(port) for port in (CHAT_PORT, CHAT_PORT + 1)]
+            per_replica = [open_sockets(port) for port in (CHAT_PORT, CHAT_PORT + STEP)]
             assert all(n >= 1 for n in per_replica) and sum(per_replica) >= 10, per_replica
             ack = sockets[0].send_message(conversation, "after scaling")
             assert ack["type"] == "message.ack", ack
@@ -135,3 +143,75 @@ def test_scale_chat_to_two_replicas_and_back_keeps_messaging_working():
     assert "whatsapp-chat-2" not in stack_containers()
     assert [m["body"] for m in bob.history(conversation)] == ["before scaling", "after scaling"]
     assert bob.history(conversation)[0]["id"] == before["id"]
+
+
+def test_scale_the_other_services_under_traffic_loses_nothing():
+    """user, message_processor, notification and scheduled_jobs to two replicas and back while
+    a sender posts: each second replica turns healthy and does its part (the second processor
+    stores messages from the shared queue, one scheduler leads and the other stands by, the
+    second user replica answers), and every acknowledged message reaches the receiver once
+    and in seq order, though two processors now fan out side by side."""
+    alice, bob = User("Alice"), User("Bob")
+    conversation = alice.direct_with(bob)
+    acked: list[str] = []
+    refused: list[dict] = []
+    stop = threading.Event()
+    with alice.socket() as a, bob.socket() as b:
+
+        def send() -> None:
+            number = 0
+            while not stop.is_set():
+                number += 1
+                ack = a.send_message(conversation, f"m{number}")
+                if ack["type"] == "message.ack":
+                    acked.append(ack["message"]["id"])
+                else:
+                    refused.append(ack)
+                stop.wait(0.2)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        second = ["whatsapp-user-2", "whatsapp-message-processor-2", "whatsapp-notification-2",
+                  "whatsapp-scheduled-jobs-2"]  # fmt: skip
+        up = script(
+            "scale.sh", "user=2", "message_processor=2", "notification=2", "scheduled_jobs=2", *INVENTORY,
+            log="scale-up-services.log", timeout=1200,
+        )  # fmt: skip
+        try:
+            assert up.returncode == 0, tail(up)
+            containers = stack_containers()
+            for name in second:
+                assert containers[name]["State"]["Health"]["Status"] == "healthy", name
+            # The queue's deliveries are shared: the second processor stores some of them.
+            deadline = time.monotonic() + 60
+            while metric(PROCESSOR_PORT + STEP, "whatsapp_messages_processed_total") == 0:
+                assert time.monotonic() < deadline, "the second message processor stored nothing in 60 s"
+                time.sleep(1)
+            # One leader runs the jobs; the other scheduler waits behind its lock.
+            leaders = [
+                metric(port, "whatsapp_scheduler_leader") for port in (SCHEDULER_PORT, SCHEDULER_PORT + STEP)
+            ]
+            assert sorted(leaders) == [0, 1], leaders
+            with urllib.request.urlopen(f"http://127.0.0.1:{USER_PORT + STEP}/ready", timeout=5) as ready:  # noqa: S310
+                assert ready.status == 200
+            User("Carol")  # registering still works with the user service on two replicas
+        finally:
+            down = script(
+                "scale.sh", "user=1", "message_processor=1", "notification=1", "scheduled_jobs=1", *INVENTORY,
+                log="scale-down-services.log", timeout=1200,
+            )  # fmt: skip
+            stop.set()
+            sender.join(timeout=30)
+        assert down.returncode == 0, tail(down)
+        assert not set(second) & set(stack_containers())
+        assert not refused and len(acked) >= 10, (refused[:3], len(acked))
+        b.wait_for(lambda f: f.get("type") == "message.new" and f["message"]["id"] == acked[-1], timeout=60)
+        delivered = [
+            f["message"] for f in b.of_type("message.new") if f["message"]["conversation_id"] == conversation
+        ]
+        ids = [m["id"] for m in delivered]
+        assert len(ids) == len(set(ids)), "a message was delivered twice on one connection"
+        assert set(acked) <= set(ids), f"{len(set(acked) - set(ids))} acknowledged messages never arrived"
+        seqs = [m["seq"] for m in delivered]
+        assert seqs == sorted(seqs), "message.new frames arrived out of seq order"
+    assert [m["id"] for m in bob.history(conversation)] == acked

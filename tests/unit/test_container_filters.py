@@ -115,6 +115,8 @@ def test_replica_names(count, names):
 def test_replicas_keep_the_first_name_and_count_ports_and_hostnames_up():
     first = filters.container_replica(SPEC, 1)
     third = filters.container_replica(SPEC, "3")
+    stepped = filters.container_replica(SPEC, 3, "100")
+    assert stepped["published_ports"] == ["127.0.0.1:8282:8082"]
     assert (first["name"], first["hostname"], first["published_ports"]) == (
         "whatsapp-chat",
         "chat-1",

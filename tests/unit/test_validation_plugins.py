@@ -62,6 +62,21 @@ def test_tcp_port(value, count, ok):
 
 
 @pytest.mark.parametrize(
+    ("value", "count", "step", "ok"),
+    [
+        (8082, 32, 100, True),  # the last replica on 11182
+        (62100, 36, 100, False),  # the 36th replica would be on 65600
+        (65400, 2, 100, True),
+        (65436, 2, 100, False),
+        (8082, 2, 0, False),
+        (8082, 2, "x", False),
+    ],
+)
+def test_tcp_port_with_a_step_between_replicas(value, count, step, ok):
+    assert validation.tcp_port(value, count, step) is ok
+
+
+@pytest.mark.parametrize(
     ("value", "low", "high", "ok"),
     [
         (3, 1, 32, True),
