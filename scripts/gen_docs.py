@@ -78,6 +78,23 @@ def default_comments(path: Path) -> dict[str, str]:
     return comments
 
 
+DERIVED_MARK = "# ---- Derived"
+
+
+def derived_keys(path: Path) -> list[str]:
+    """The top-level keys below a defaults file's "# ---- Derived" line: the container spec and
+    values built from the inputs, listed by name rather than tabulated."""
+    keys: list[str] = []
+    below = False
+    if not path.is_file():
+        return keys
+    for line in path.read_text(encoding="utf-8").splitlines():
+        below = below or line.startswith(DERIVED_MARK)
+        if below and (m := re.match(r"^([A-Za-z_][A-Za-z0-9_]*):", line)):
+            keys.append(m[1])
+    return keys
+
+
 def yaml_value(value: Any) -> str:
     """A value as it would be written in YAML (flow style), Jinja expressions kept raw."""
     if isinstance(value, str):
@@ -160,6 +177,7 @@ def role_section(root: Path, role: str, globals_: dict[str, tuple[str, Any]], se
     specs = (load_yaml(folder / "meta/argument_specs.yml") or {}).get("argument_specs") or {}
     defaults = load_yaml(folder / "defaults/main.yml") or {}
     comments = default_comments(folder / "defaults/main.yml")
+    derived = derived_keys(folder / "defaults/main.yml")
     lines = [f"## {role}", ""]
     if not specs:
         lines += [
@@ -178,12 +196,15 @@ def role_section(root: Path, role: str, globals_: dict[str, tuple[str, Any]], se
         rows += option_rows(name, option, defaults=defaults, globals_=globals_, secrets=secrets)
     # Variables the role defaults but its spec does not declare (still tunables).
     for name in defaults:
-        if name not in main_options:
+        if name not in main_options and name not in derived:
             rows.append(
                 f"| `{name}` | (not in the spec) | {code(defaults[name])} | {cell(comments.get(name, ''))} |"
             )
     if rows:
         lines += header + rows + [""]
+    if derived:
+        names = ", ".join(f"`{name}`" for name in derived)
+        lines += [f"Derived in `defaults/main.yml` (an inventory may override them): {names}.", ""]
 
     # Other entry points (tasks_from) that declare options of their own.
     for entry, spec in specs.items():

@@ -42,12 +42,18 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def container_merge(defaults: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-    """`spec` with the stack's policy under it; the role label comes from spec['role']."""
+def container_merge(
+    defaults: dict[str, Any], spec: dict[str, Any], overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`spec` with the stack's policy under it and the inventory's fields for its role over
+    it (`overrides`: whatsapp_container_overrides, {role: {field: value}}); the role label
+    comes from spec['role']."""
     base = _deep_merge(
         defaults or {}, {"labels": {"com.whatsapp.role": spec["role"]}} if "role" in spec else {}
     )
-    return _deep_merge(base, spec)
+    merged = _deep_merge(base, spec)
+    own = (overrides or {}).get(spec.get("role", ""), {})
+    return _deep_merge(merged, own) if own else merged
 
 
 def container_dev_mode(spec: dict[str, Any], services_dir: str) -> dict[str, Any]:

@@ -635,7 +635,7 @@ def _set_last_seen(user_id: str, moment: datetime) -> None:
 
 
 def _presence_redis() -> redis.Redis:
-    """The Redis database the user service reads presence from (db 0, roles/user/vars)."""
+    """The Redis database the user service reads presence from (db 0, roles/user/defaults/main.yml)."""
     return redis.Redis(
         host=DEPLOYED["whatsapp_publish_address"],
         port=DEPLOYED["redis_port"],

@@ -16,7 +16,7 @@ GROUP_VARS: dict = {}
 for path in sorted((ROOT / "group_vars/all").glob("*.yml")):
     GROUP_VARS.update(yaml.safe_load(path.read_text()) or {})
 PROMETHEUS = f"http://{GROUP_VARS['whatsapp_publish_address']}:{GROUP_VARS['prometheus_port']}"
-# Every job the role renders for the full stack (roles/prometheus/vars/main.yml).
+# Every job the role renders for the full stack (roles/prometheus/defaults/main.yml).
 JOBS = {
     "prometheus",
     "user",

@@ -67,6 +67,18 @@ def test_merge_of_a_spec_without_a_role_adds_no_role_label():
     assert "com.whatsapp.role" not in filters.container_merge(DEFAULTS, {"name": "n"})["labels"]
 
 
+def test_the_inventorys_fields_for_a_role_go_over_its_spec():
+    overrides = {"chat": {"memory": "2g", "env": {"WHATSAPP_LOG_LEVEL": "DEBUG"}}, "user": {"memory": "9g"}}
+    merged = filters.container_merge(DEFAULTS, SPEC, overrides)
+    assert merged["memory"] == "2g" and merged["env"]["WHATSAPP_LOG_LEVEL"] == "DEBUG"
+    assert {k: v for k, v in merged["env"].items() if k != "WHATSAPP_LOG_LEVEL"} == {
+        k: v for k, v in SPEC["env"].items() if k != "WHATSAPP_LOG_LEVEL"
+    }
+    assert filters.container_merge(DEFAULTS, SPEC, {"user": {"memory": "9g"}}) == filters.container_merge(
+        DEFAULTS, SPEC
+    )
+
+
 def test_dev_mode_mounts_the_code_and_reloads_through_devmode():
     dev = filters.container_dev_mode(SPEC, "/src/services")
     assert dev["mounts"][-1] == {

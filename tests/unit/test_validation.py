@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import playbook, recap, tail
 
@@ -22,6 +24,7 @@ BAD_VALUES = [
     ("user_replicas", "0", "user_replicas"),
     ("scheduled_jobs_replicas", "many", "scheduled_jobs_replicas"),
     ("whatsapp_replica_port_step", "1", "whatsapp_replica_port_step"),
+    ("whatsapp_container_overrides", "memory=2g", "whatsapp_container_overrides"),
     ("chat_memory_limit", "64m", "chat_memory_limit"),
     ("message_processor_batch_size", "500", "message_processor_batch_size"),
     ("message_processor_concurrency", "0", "message_processor_concurrency"),
@@ -44,6 +47,17 @@ def test_bad_value_fails_naming_the_variable_and_changes_nothing(variable, value
     assert all(c["changed"] == 0 for c in counters.values()), counters
     # It stopped in the validation play, before the Docker host was touched.
     assert "Prepare the Docker host" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"chat": {"name": "whatsapp-other"}}, {"chatt": {"memory": "1g"}}, {"chat": "memory=1g"}],
+)
+def test_bad_container_overrides_fail_naming_the_variable(overrides):
+    result = playbook("site.yml", "-e", json.dumps({"whatsapp_container_overrides": overrides}))
+    assert result.returncode != 0, f"{overrides} was accepted:\n{tail(result)}"
+    assert "whatsapp_container_overrides must map roles" in result.stdout + result.stderr, tail(result)
+    assert all(c["changed"] == 0 for c in recap(result.stdout).values())
 
 
 def test_production_refuses_development_secrets():

@@ -17,7 +17,7 @@ from observability_helpers import exported_metric_names
 
 HERE = Path(__file__).resolve().parent
 ROLE = ROOT / "roles" / "prometheus"
-ROLE_VARS = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+ROLE_VARS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 # Series the rules may use that the services do not define, each with where it comes from.
 EXTERNAL_METRICS = {
     "up": "Prometheus, one per target",
@@ -168,13 +168,13 @@ def test_every_metric_the_rules_use_exists(default_render):
 
 def test_the_scraped_ports_are_the_ones_the_roles_listen_on():
     for role, port in ROLE_VARS["prometheus_service_container_ports"].items():
-        role_vars = yaml.safe_load((ROOT / "roles" / role / "vars" / "main.yml").read_text())
+        role_vars = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
         assert role_vars[f"{role}_container_port"] == port, role
-    rabbitmq = yaml.safe_load((ROOT / "roles/rabbitmq/vars/main.yml").read_text())
+    rabbitmq = yaml.safe_load((ROOT / "roles/rabbitmq/defaults/main.yml").read_text())
     assert rabbitmq["rabbitmq_container_prometheus_port"] == ROLE_VARS["prometheus_rabbitmq_metrics_port"]
-    postgres = yaml.safe_load((ROOT / "roles/postgres/vars/main.yml").read_text())
+    postgres = yaml.safe_load((ROOT / "roles/postgres/defaults/main.yml").read_text())
     assert postgres["postgres_container_port"] == ROLE_VARS["prometheus_postgres_container_port"]
-    redis = yaml.safe_load((ROOT / "roles/redis/vars/main.yml").read_text())
+    redis = yaml.safe_load((ROOT / "roles/redis/defaults/main.yml").read_text())
     assert redis["redis_container_port"] == ROLE_VARS["prometheus_redis_container_port"]
 
 
