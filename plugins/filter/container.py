@@ -7,11 +7,14 @@
     name | container_replica_names(count)        the names of N replicas
     spec | swarm_publish(published_roles)        host-mode port publications of a Swarm service
     spec | swarm_mounts(stack)                   Swarm mounts: volumes (labelled), tmpfs, /dev/shm
+    service | python_service(layer)              a Python service's spec from its own small dict
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
@@ -19,6 +22,18 @@ from ansible.module_utils.parsing.convert_bool import boolean
 
 _CREATE_APP = re.compile(r"^services[.]([a-z_]+):create_app[(][)]$")
 _WORKER = re.compile(r"^services[.]([a-z_]+)$")
+
+
+def _load_sibling(name: str) -> Any:
+    """Another filter file of this folder (Ansible loads each by path, not as a package)."""
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"whatsapp_filter_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_healthcheck = _load_sibling("healthcheck")
 
 
 def _plain(value: Any) -> Any:
@@ -154,6 +169,39 @@ def swarm_mounts(spec: dict[str, Any], stack: str) -> list[dict[str, Any]]:
     return out
 
 
+def python_service(service: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """The container spec of one of the six Python services, from the service's own dict
+    (name, role, image, hostname, command, env, secrets, networks, limits, and `port` /
+    `host_port`: where it answers /health, /ready and /metrics inside the container, and the
+    host port of replica 1) and the layer every service shares (whatsapp_python_service:
+    user, the common environment, read-only root, tmpfs, stop timeout, publish address).
+
+    What the layer adds: each secret as a file and its variable, WHATSAPP_<NAME>_FILE=
+    /run/secrets/<name> (the services read *_FILE); the common environment under the
+    service's own; the published port, the com.whatsapp.port label and the HTTP health
+    probe of `port`. The service's own values win."""
+    own = _plain(service)
+    try:
+        port = own.pop("port")
+        host_port = own.pop("host_port")
+    except KeyError as missing:
+        raise AnsibleFilterError(f"python_service: {service.get('name', '?')} has no {missing}") from None
+    base = _plain(layer)
+    env = dict(base.pop("env", {}))
+    env.update({f"WHATSAPP_{name.upper()}_FILE": f"/run/secrets/{name}" for name in own.get("secrets", {})})
+    env.update(own.pop("env", {}))
+    publish_address = base.pop("publish_address")
+    spec = {
+        **base,
+        "healthcheck": {"test": _healthcheck.health_probe("http", port, "/health")},
+        "labels": {"com.whatsapp.port": port},
+        "published_ports": [f"{publish_address}:{host_port}:{port}"],
+        **own,
+        "env": env,
+    }
+    return spec
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -163,4 +211,5 @@ class FilterModule:
             "container_replica_names": container_replica_names,
             "swarm_publish": swarm_publish,
             "swarm_mounts": swarm_mounts,
+            "python_service": python_service,
         }

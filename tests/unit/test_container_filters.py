@@ -175,4 +175,52 @@ def test_ansible_finds_every_filter():
         "container_replica_names",
         "swarm_publish",
         "swarm_mounts",
+        "python_service",
     }
+
+
+LAYER = {
+    "user": "10001:10001",
+    "publish_address": "127.0.0.1",
+    "env": {"WHATSAPP_VERSION": "0.1.0", "WHATSAPP_LOG_LEVEL": "INFO"},
+    "read_only": True,
+    "tmpfs": ["/tmp"],
+    "stop_timeout": 20,
+}
+SERVICE = {
+    "name": "whatsapp-user",
+    "role": "user",
+    "hostname": "user",
+    "port": 8081,
+    "host_port": 8081,
+    "command": ["gunicorn", "services.user:create_app()"],
+    "env": {"WHATSAPP_LOG_LEVEL": "DEBUG", "WHATSAPP_BCRYPT_COST": "10"},
+    "secrets": {"postgres_dsn": "postgresql://...", "jwt_private_key": "-----BEGIN"},
+    "networks": [{"name": "whatsapp-backend", "aliases": ["user"]}],
+}
+
+
+def test_a_python_service_spec_is_its_own_dict_over_the_shared_layer():
+    spec = filters.python_service(SERVICE, LAYER)
+    assert spec["env"] == {
+        "WHATSAPP_VERSION": "0.1.0",
+        "WHATSAPP_LOG_LEVEL": "DEBUG",  # the service's own value wins
+        "WHATSAPP_BCRYPT_COST": "10",
+        "WHATSAPP_POSTGRES_DSN_FILE": "/run/secrets/postgres_dsn",
+        "WHATSAPP_JWT_PRIVATE_KEY_FILE": "/run/secrets/jwt_private_key",
+    }
+    assert spec["published_ports"] == ["127.0.0.1:8081:8081"]
+    assert spec["labels"] == {"com.whatsapp.port": 8081}
+    probe = spec["healthcheck"]["test"]
+    assert probe[:3] == ["CMD", "bash", "-c"] and "8081" in probe[3] and "/health" in probe[3]
+    shared = (spec["user"], spec["read_only"], spec["tmpfs"], spec["stop_timeout"])
+    assert shared == ("10001:10001", True, ["/tmp"], 20)
+    assert "port" not in spec and "host_port" not in spec and "publish_address" not in spec
+    assert spec["secrets"] == SERVICE["secrets"] and SERVICE["env"]["WHATSAPP_LOG_LEVEL"] == "DEBUG"
+    assert filters.python_service({**SERVICE, "stop_timeout": 60}, LAYER)["stop_timeout"] == 60
+
+
+def test_a_python_service_without_its_port_is_refused_by_name():
+    service = {k: v for k, v in SERVICE.items() if k != "host_port"}
+    with pytest.raises(AnsibleFilterError, match="whatsapp-user has no 'host_port'"):
+        filters.python_service(service, LAYER)
