@@ -8,7 +8,7 @@ role whose fingerprint is the same and whose recorded containers are all still t
 running and healthy, with no other container of that role beside them. docker_host (the
 networks and the base image) is skipped only when every selected role is.
 
-The containers are playbooks/tasks/stack_containers.yml's entries ({name, role, state,
+The containers are roles/container/tasks/stack_containers.yml's entries ({name, role, state,
 health, ...}), which parses Docker's health once for every playbook. On Swarm they are the
 running task containers of every node, named <service>.<slot>@<node>: a task moved to
 another node, or a replica more or less, runs its role in full.

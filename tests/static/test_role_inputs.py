@@ -6,7 +6,7 @@ A role may read (tests/static/role_inputs.py finds what it reads):
 - what it defines while it runs (register, set_fact, vars:, loop variables);
 - the stack's settings and facts, `whatsapp_*`, each declared in group_vars/all (or, for a
   secret, listed in whatsapp_secret_variables);
-- Ansible's own names, and the container role's documented result (container_exec).
+- Ansible's own names, and the container role's documented results (container_exec, container_stack).
 Never another role's variable or fact: group_vars/all/wiring.yml connects roles by giving
 each one its inputs (`chat_postgres_host: "{{ postgres_container_name }}"`), and everything
 it assigns is an input its role declares.
@@ -24,8 +24,9 @@ ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
 ROLE_NAMES = sorted((p.name for p in ROLES), key=len, reverse=True)
 WIRING = ROOT / "group_vars/all/wiring.yml"
 # The container role is the library every role calls (its parameters go in as vars:); the
-# one result it documents for its callers is what tasks/exec.yml registers.
-CONTAINER_RESULTS = {"container_exec"}
+# results it documents for its callers: what tasks/exec.yml registers and the stack's
+# containers that tasks/stack_containers.yml lists.
+CONTAINER_RESULTS = {"container_exec", "container_stack"}
 
 
 def stack_settings() -> set[str]:

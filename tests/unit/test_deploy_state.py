@@ -14,7 +14,7 @@ ROLES = ["docker_host", "redis", "chat"]
 
 
 def container(name: str, role: str, state: str = "running", health: str = "healthy") -> dict:
-    """An entry of playbooks/tasks/stack_containers.yml."""
+    """An entry of roles/container/tasks/stack_containers.yml."""
     return {"name": name, "role": role, "state": state, "health": health}
 
 
