@@ -12,10 +12,12 @@ instead of looking healthy while consuming nothing.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from flask import Flask
 from werkzeug.serving import make_server
@@ -23,6 +25,23 @@ from werkzeug.serving import make_server
 log = logging.getLogger(__name__)
 
 StartWorkers = Callable[[threading.Event], list[threading.Thread]]
+
+
+def worker_main(
+    service: str,
+    create_app: Callable[..., Flask],
+    context_of: Callable[[Flask], Any],
+    start_consumers: Callable[[Any, threading.Event], list[threading.Thread]],
+    argv: list[str] | None = None,
+) -> int:
+    """`python -m services.<service> --port N`: the app built without its background
+    workers, then `serve` with its consumers started on the app's context."""
+    parser = argparse.ArgumentParser(prog=f"python -m services.{service}")
+    parser.add_argument("--port", type=int, required=True, help="where /health, /ready and /metrics answer")
+    args = parser.parse_args(argv)
+    app = create_app(background=False)
+    ctx = context_of(app)
+    return serve(app, args.port, lambda stopping: start_consumers(ctx, stopping))
 
 
 def serve(app: Flask, port: int, start_workers: StartWorkers, *, stop_seconds: float = 15.0) -> int:
