@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import yaml
@@ -49,3 +50,25 @@ def test_logstash_pipeline_braces_and_quotes_balance():
         "filter",
         "output",
     ]
+
+
+def test_the_elastic_stacks_secrets_are_files_not_environment():
+    """What `docker inspect` would show of Elasticsearch, Logstash and Kibana (their env, command
+    and entrypoint) holds no secret value: each secret is a file under /run/secrets, read
+    into the environment inside the container."""
+    specs = json.loads((rendered() / "elastic-specs.json").read_text())
+    secrets = project_vars()["secrets"]
+    values = [secrets[name] for name in (
+        "elasticsearch_elastic_password", "kibana_elasticsearch_password", "kibana_encryption_key",
+        "logstash_elasticsearch_password")]  # fmt: skip
+    assert all(len(v) >= 16 for v in values)
+    for name, spec in specs.items():
+        shown = json.dumps([spec.get("env", {}), spec.get("command", []), spec.get("entrypoint", [])])
+        assert not [v for v in values if v in shown], f"{name} shows a secret in docker inspect"
+    assert set(specs["kibana"]["secrets"]) == {"elasticsearch_password", "encryption_key"}
+    assert specs["kibana"]["secrets"]["encryption_key"] == secrets["kibana_encryption_key"]
+    assert "/run/secrets/encryption_key" in specs["kibana"]["command"][-1]
+    logstash_secret = secrets["logstash_elasticsearch_password"]
+    assert specs["logstash"]["secrets"] == {"elasticsearch_password": logstash_secret}
+    assert specs["logstash"]["entrypoint"][-1].endswith("exec /usr/local/bin/docker-entrypoint")
+
