@@ -71,4 +71,3 @@ def test_the_elastic_stacks_secrets_are_files_not_environment():
     logstash_secret = secrets["logstash_elasticsearch_password"]
     assert specs["logstash"]["secrets"] == {"elasticsearch_password": logstash_secret}
     assert specs["logstash"]["entrypoint"][-1].endswith("exec /usr/local/bin/docker-entrypoint")
-
