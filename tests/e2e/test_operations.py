@@ -145,12 +145,53 @@ def test_scale_chat_to_two_replicas_and_back_keeps_messaging_working():
     assert bob.history(conversation)[0]["id"] == before["id"]
 
 
+# Scaled once each under traffic by the test below (chat has its own test above).
+SCALED = ["gateway", "user", "message_processor", "notification", "scheduled_jobs"]
+SECOND = [f"whatsapp-{role.replace('_', '-')}-2" for role in SCALED]
+
+
+def assert_each_second_replica_does_its_part(bob: User) -> None:
+    containers = stack_containers()
+    for name in SECOND:
+        assert containers[name]["State"]["Health"]["Status"] == "healthy", name
+    # The queue's deliveries are shared: the second processor stores some of them.
+    deadline = time.monotonic() + 60
+    while metric(PROCESSOR_PORT + STEP, "whatsapp_messages_processed_total") == 0:
+        assert time.monotonic() < deadline, "the second message processor stored nothing in 60 s"
+        time.sleep(1)
+    # One leader runs the jobs; the other scheduler waits behind its lock.
+    leaders = [metric(port, "whatsapp_scheduler_leader") for port in (SCHEDULER_PORT, SCHEDULER_PORT + STEP)]
+    assert sorted(leaders) == [0, 1], leaders
+    with urllib.request.urlopen(f"http://127.0.0.1:{USER_PORT + STEP}/ready", timeout=5) as ready:  # noqa: S310
+        assert ready.status == 200
+    User("Carol")  # registering still works with the user service on two replicas
+    # nginx balances the API over both gateways (split by request id): of 20 requests some
+    # reach the second (all 20 missing it by chance: one in a million).
+    for _ in range(20):
+        assert bob.api.call("GET", "/conversations").status_code == 200
+    logs = subprocess.run(["docker", "logs", SECOND[0]], capture_output=True, text=True, check=True)
+    assert "/api/v1/conversations" in logs.stdout + logs.stderr
+
+
+def assert_delivered_once_in_order(receiver, conversation: str, acked: list[str]) -> None:
+    last = acked[-1]
+    receiver.wait_for(lambda f: f.get("type") == "message.new" and f["message"]["id"] == last, timeout=60)
+    frames = receiver.of_type("message.new")
+    delivered = [f["message"] for f in frames if f["message"]["conversation_id"] == conversation]
+    ids = [m["id"] for m in delivered]
+    assert len(ids) == len(set(ids)), "a message was delivered twice on one connection"
+    assert set(acked) <= set(ids), f"{len(set(acked) - set(ids))} acknowledged messages never arrived"
+    seqs = [m["seq"] for m in delivered]
+    assert seqs == sorted(seqs), "message.new frames arrived out of seq order"
+
+
 def test_scale_the_other_services_under_traffic_loses_nothing():
-    """user, message_processor, notification and scheduled_jobs to two replicas and back while
-    a sender posts: each second replica turns healthy and does its part (the second processor
-    stores messages from the shared queue, one scheduler leads and the other stands by, the
-    second user replica answers), and every acknowledged message reaches the receiver once
-    and in seq order, though two processors now fan out side by side."""
+    """gateway, user, message_processor, notification and scheduled_jobs to two replicas and
+    back while a sender posts on a socket opened before: each second replica turns healthy and
+    does its part (nginx sends API requests to the second gateway, the second processor stores
+    messages from the shared queue, one scheduler leads and the other stands by, the second
+    user replica answers), and every acknowledged message reaches the receiver once and in seq
+    order, though two processors now fan out side by side and nginx reloaded meanwhile."""
     alice, bob = User("Alice"), User("Bob")
     conversation = alice.direct_with(bob)
     acked: list[str] = []
@@ -171,47 +212,20 @@ def test_scale_the_other_services_under_traffic_loses_nothing():
 
         sender = threading.Thread(target=send, daemon=True)
         sender.start()
-        second = ["whatsapp-user-2", "whatsapp-message-processor-2", "whatsapp-notification-2",
-                  "whatsapp-scheduled-jobs-2"]  # fmt: skip
         up = script(
-            "scale.sh", "user=2", "message_processor=2", "notification=2", "scheduled_jobs=2", *INVENTORY,
-            log="scale-up-services.log", timeout=1200,
-        )  # fmt: skip
+            "scale.sh", *[f"{r}=2" for r in SCALED], *INVENTORY, log="scale-up-services.log", timeout=1200
+        )
         try:
             assert up.returncode == 0, tail(up)
-            containers = stack_containers()
-            for name in second:
-                assert containers[name]["State"]["Health"]["Status"] == "healthy", name
-            # The queue's deliveries are shared: the second processor stores some of them.
-            deadline = time.monotonic() + 60
-            while metric(PROCESSOR_PORT + STEP, "whatsapp_messages_processed_total") == 0:
-                assert time.monotonic() < deadline, "the second message processor stored nothing in 60 s"
-                time.sleep(1)
-            # One leader runs the jobs; the other scheduler waits behind its lock.
-            leaders = [
-                metric(port, "whatsapp_scheduler_leader") for port in (SCHEDULER_PORT, SCHEDULER_PORT + STEP)
-            ]
-            assert sorted(leaders) == [0, 1], leaders
-            with urllib.request.urlopen(f"http://127.0.0.1:{USER_PORT + STEP}/ready", timeout=5) as ready:  # noqa: S310
-                assert ready.status == 200
-            User("Carol")  # registering still works with the user service on two replicas
+            assert_each_second_replica_does_its_part(bob)
         finally:
             down = script(
-                "scale.sh", "user=1", "message_processor=1", "notification=1", "scheduled_jobs=1", *INVENTORY,
-                log="scale-down-services.log", timeout=1200,
-            )  # fmt: skip
+                "scale.sh", *[f"{r}=1" for r in SCALED], *INVENTORY, log="scale-down-all.log", timeout=1200
+            )
             stop.set()
             sender.join(timeout=30)
         assert down.returncode == 0, tail(down)
-        assert not set(second) & set(stack_containers())
+        assert not set(SECOND) & set(stack_containers())
         assert not refused and len(acked) >= 10, (refused[:3], len(acked))
-        b.wait_for(lambda f: f.get("type") == "message.new" and f["message"]["id"] == acked[-1], timeout=60)
-        delivered = [
-            f["message"] for f in b.of_type("message.new") if f["message"]["conversation_id"] == conversation
-        ]
-        ids = [m["id"] for m in delivered]
-        assert len(ids) == len(set(ids)), "a message was delivered twice on one connection"
-        assert set(acked) <= set(ids), f"{len(set(acked) - set(ids))} acknowledged messages never arrived"
-        seqs = [m["seq"] for m in delivered]
-        assert seqs == sorted(seqs), "message.new frames arrived out of seq order"
+        assert_delivered_once_in_order(b, conversation, acked)
     assert [m["id"] for m in bob.history(conversation)] == acked
