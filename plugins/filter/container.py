@@ -3,7 +3,7 @@
 
     container_defaults | container_merge(spec)   the stack's policy under a spec
     spec | container_dev_mode(services_dir)      development mode: mounted code, --reload
-    spec | container_replica(number)             replica N: <name>-N, <hostname>-N, port + N - 1
+    spec | container_replica(number, step)       replica N: <name>-N, <hostname>-N, port + (N - 1) x step
     name | container_replica_names(count)        the names of N replicas
     spec | swarm_publish(published_roles)        host-mode port publications of a Swarm service
     spec | swarm_mounts(stack)                   Swarm mounts: volumes (labelled), tmpfs, /dev/shm
