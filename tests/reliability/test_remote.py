@@ -2,9 +2,9 @@
 
 An sshd on 127.0.0.1 (a port and a key made here) stands for the remote Docker host; the
 playbook connects through it with the host's own Python, as on a real remote machine.
-Deploys the Docker host and two parts (redis, nginx) with the remote inventory's settings:
-only nginx is published. Runs after the no-loss test and before the teardown (it re-creates
-redis without its published port)."""
+Deploys the whole stack with the remote inventory's settings and its own secrets (only
+nginx published) onto a host it first empties. Runs after the no-loss test and before the
+teardown (it replaces the single-host stack and its data)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,28 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, operator_secrets, recap, run, tail
+from stack_client import User
 
 pytestmark = pytest.mark.docker
 
 SSH_PORT = 2222
+# The containers every deploy here makes (Grafana and the Elastic stack need a registry).
+SERVICES = [
+    "whatsapp-postgres",
+    "whatsapp-mongodb",
+    "whatsapp-redis",
+    "whatsapp-rabbitmq",
+    "whatsapp-user",
+    "whatsapp-chat",
+    "whatsapp-message-processor",
+    "whatsapp-scheduled-jobs",
+    "whatsapp-notification",
+    "whatsapp-gateway",
+    "whatsapp-nginx",
+    "whatsapp-prometheus",
+    "whatsapp-postgres-exporter",
+    "whatsapp-redis-exporter",
+]
 
 
 @pytest.fixture(scope="module")
@@ -120,24 +138,78 @@ def remote(sshd, vault: Path, *args: str, log: str):
     return run(command, log=log, timeout=1200, extra_env=env)
 
 
-def test_remote_inventory_deploys_over_ssh_and_publishes_only_nginx(deployed_stack, sshd, vault_secrets):
+def stack_containers() -> list[dict]:
+    """docker inspect of every running container of the stack."""
+    ids = subprocess.check_output(
+        ["docker", "ps", "-q", "--filter", "label=com.whatsapp.stack=whatsapp"], text=True
+    ).split()
+    return json.loads(subprocess.check_output(["docker", "inspect", *ids])) if ids else []
+
+
+def in_container(name: str, *argv: str) -> str:
+    return subprocess.check_output(["docker", "exec", name, *argv], text=True, timeout=30)
+
+
+def test_remote_inventory_deploys_the_whole_stack_over_ssh_and_publishes_only_nginx(
+    deployed_stack, sshd, vault_secrets
+):
+    """Every role onto a Docker host reached over SSH, from nothing, with the host's own Python
+    (no database driver on it): the roles administer PostgreSQL, MongoDB, Prometheus and
+    Grafana inside their containers, since nothing but nginx is published. Then the
+    contract's main flows through its nginx, and a second run of every task is changed=0."""
     assert deployed_stack[0].returncode == 0
-    result = remote(
-        sshd, vault_secrets, "site.yml", "--tags", "docker_host,redis,nginx", log="remote-deploy.log"
+    # A fresh remote host: the single-host stack and its data go first, by the remote
+    # inventory's own clean over SSH.
+    cleaned = remote(
+        sshd, vault_secrets, "playbooks/clean.yml", "-e", "clean_volumes=true", log="remote-clean.log"
     )
+    assert cleaned.returncode == 0, tail(cleaned, 60)
+    assert stack_containers() == []
+
+    result = remote(sshd, vault_secrets, "site.yml", log="remote-deploy.log")
     assert result.returncode == 0, tail(result, 120)
     assert recap(result.stdout)["whatsapp-remote"]["failed"] == 0
+    containers = {c["Name"].lstrip("/"): c for c in stack_containers()}
+    assert set(SERVICES) <= set(containers), sorted(containers)
+    unhealthy = {n: c["State"].get("Health", {}).get("Status") for n, c in containers.items()}
+    assert {n: s for n, s in unhealthy.items() if s not in (None, "healthy")} == {}
+    published = {
+        name: bound
+        for name, c in containers.items()
+        if (bound := {port: b for port, b in (c["HostConfig"]["PortBindings"] or {}).items() if b})
+    }
+    assert set(published) == {"whatsapp-nginx"}, published
+    assert published["whatsapp-nginx"]["8080/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "80"}]
+    # The closing table came back over SSH too.
+    assert "whatsapp-redis" in result.stdout and "ADDRESS" in result.stdout
+
+    # The contract's main flows through the remote host's nginx.
+    alice, bob = User("Alice on the remote host"), User("Bob on the remote host")
+    conversation = alice.direct_with(bob)
+    with alice.socket() as sender, bob.socket() as receiver:
+        ack = sender.send_message(conversation, "over ssh")
+        assert ack["type"] == "message.ack", ack
+        receiver.wait_for(lambda f: f.get("type") == "message.new" and f["message"]["body"] == "over ssh")
+    deadline = time.monotonic() + 30
+    while [m["body"] for m in bob.history(conversation)] != ["over ssh"]:
+        assert time.monotonic() < deadline, bob.history(conversation)
+        time.sleep(0.5)
+    # The exporter's login, made inside the PostgreSQL container, works: Prometheus (asked
+    # inside its container, it is not published) sees pg_up 1.
+    deadline = time.monotonic() + 60
+    while "pg_up 1" not in in_container(
+        "whatsapp-postgres-exporter", "wget", "-q", "-O", "-", "http://127.0.0.1:9187/metrics"
+    ):
+        assert time.monotonic() < deadline, "the PostgreSQL exporter never logged in"
+        time.sleep(2)
+
+    again = remote(
+        sshd, vault_secrets, "site.yml", "-e", "whatsapp_deploy_fast_path=false", log="remote-deploy-2.log"
+    )
+    assert again.returncode == 0, tail(again, 120)
+    assert recap(again.stdout)["whatsapp-remote"]["changed"] == 0, tail(again, 120)
     # It really went through SSH: the connection plugin and the host's own interpreter.
     assert (
         "ESTABLISH SSH CONNECTION"
         in remote(sshd, vault_secrets, "playbooks/health_check.yml", "-vvv", log="remote-health.log").stdout
     )
-    redis, nginx = (
-        json.loads(subprocess.check_output(["docker", "inspect", name]))[0]
-        for name in ("whatsapp-redis", "whatsapp-nginx")
-    )
-    assert redis["HostConfig"]["PortBindings"] in ({}, None)
-    assert redis["State"]["Health"]["Status"] == "healthy"
-    assert nginx["HostConfig"]["PortBindings"]["8080/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "80"}]
-    # The closing table came back over SSH too.
-    assert "whatsapp-redis" in result.stdout and "ADDRESS" in result.stdout

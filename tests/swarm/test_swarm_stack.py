@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-import requests
 import stack_client
 from conftest import ROOT, fast_path, playbook, run, secrets_shown_in, tail
 from stack_client import User
@@ -180,15 +179,37 @@ def test_site_deploys_every_service_healthy_across_the_nodes(swarm_stack):
     files = {s["File"]["Name"].rsplit("/", 1)[-1]: s["File"] for s in user["ContainerSpec"]["Secrets"]}
     assert {"jwt_private_key", "postgres_dsn", "redis_url"} <= set(files), files
     assert all(f["Mode"] == 0o400 and f["UID"] == "10001" for f in files.values()), files
+    # Only nginx publishes a port: the stores and Prometheus stay on the overlays (the roles
+    # administered them from inside their tasks).
+    published = {
+        service: ports
+        for service in SERVICES
+        if (
+            ports := json.loads(docker(MANAGER, "service", "inspect", service))[0]["Spec"]
+            .get("EndpointSpec", {})
+            .get("Ports")
+        )
+    }
+    assert set(published) == {"whatsapp-nginx"}, published
+
+
+def task_get(service: str, url: str) -> str:
+    """GET `url` from inside the one running task of `service` (its own wget), on its node."""
+    (node_name,) = task_nodes(service)
+    node = next(n for n in NODES if n["name"] == node_name)
+    label = f"label=com.docker.swarm.service.name={service}"
+    (container,) = docker(node, "ps", "-q", "--filter", label).split()
+    return docker(node, "exec", container, "wget", "-q", "-O", "-", url)
 
 
 def test_prometheus_scrapes_every_task_of_every_service(swarm_stack):
     """On Swarm, Prometheus finds each service's tasks through Docker's DNS (tasks.<service>):
-    both chat and both gateway tasks are targets, and every target is up."""
-    url = f"http://127.0.0.1:{INVENTORY_VARS['prometheus_port']}/api/v1/targets"
+    both chat and both gateway tasks are targets, and every target is up. Read inside its
+    task: Prometheus is not published."""
     deadline = time.monotonic() + 120
     while True:
-        targets = requests.get(url, timeout=5).json()["data"]["activeTargets"]
+        answer = task_get("whatsapp-prometheus", "http://127.0.0.1:9090/api/v1/targets")
+        targets = json.loads(answer)["data"]["activeTargets"]
         jobs = Counter(t["labels"]["job"] for t in targets)
         down = [(t["labels"]["job"], t["scrapeUrl"], t["lastError"]) for t in targets if t["health"] != "up"]
         wanted = (
