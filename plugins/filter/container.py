@@ -8,6 +8,7 @@
     spec | swarm_publish(published_roles)        host-mode port publications of a Swarm service
     spec | swarm_mounts(stack)                   Swarm mounts: volumes (labelled), tmpfs, /dev/shm
     service | python_service(layer)              a Python service's spec from its own small dict
+    items | of_roles(roles)                      the items of those roles; all when roles is empty
 """
 
 from __future__ import annotations
@@ -202,6 +203,15 @@ def python_service(service: dict[str, Any], layer: dict[str, Any]) -> dict[str, 
     return spec
 
 
+def of_roles(items: list[dict[str, Any]], roles: list[str]) -> list[dict[str, Any]]:
+    """The items (containers, Swarm services) whose `role` is one of `roles`, in their order;
+    every item when `roles` is empty (the lifecycle entry points' "no roles named: all")."""
+    if isinstance(roles, str):
+        raise AnsibleFilterError(f"of_roles wants a list of role names, got the string {roles!r}")
+    wanted = set(roles or [])
+    return [item for item in items if not wanted or item.get("role") in wanted]
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -212,4 +222,5 @@ class FilterModule:
             "swarm_publish": swarm_publish,
             "swarm_mounts": swarm_mounts,
             "python_service": python_service,
+            "of_roles": of_roles,
         }

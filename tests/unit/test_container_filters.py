@@ -176,7 +176,32 @@ def test_ansible_finds_every_filter():
         "swarm_publish",
         "swarm_mounts",
         "python_service",
+        "of_roles",
     }
+
+
+STACK = [
+    {"name": "whatsapp-postgres", "role": "postgres"},
+    {"name": "whatsapp-chat", "role": "chat"},
+    {"name": "whatsapp-chat-2", "role": "chat"},
+    {"name": "whatsapp-nginx", "role": "nginx"},
+]
+
+
+def test_of_roles_keeps_the_order_of_the_items_and_takes_all_when_no_role_is_named():
+    assert filters.of_roles(STACK, []) == STACK
+    assert filters.of_roles(STACK, None) == STACK
+    assert [c["name"] for c in filters.of_roles(STACK, ["nginx", "chat"])] == [
+        "whatsapp-chat",
+        "whatsapp-chat-2",
+        "whatsapp-nginx",
+    ]
+    assert filters.of_roles(STACK, ["grafana"]) == []
+
+
+def test_of_roles_refuses_a_string_which_would_match_by_letters():
+    with pytest.raises(AnsibleFilterError, match="list of role names"):
+        filters.of_roles(STACK, "chat")
 
 
 LAYER = {
