@@ -1,4 +1,5 @@
-"""docker_host's image source with `auto`: decided once per Docker host, then kept.
+"""docker_host's image source: decided once per Docker host, then kept; a run that would
+change the server a data volume was made with is refused until confirmed.
 
 A local HTTP server stands for the registry (answers 200), a closed port for a registry
 that does not answer; the record lives in a temporary whatsapp_config_root."""
@@ -6,6 +7,7 @@ that does not answer; the record lives in a temporary whatsapp_config_root."""
 from __future__ import annotations
 
 import http.server
+import json
 import re
 import socket
 import threading
@@ -40,7 +42,7 @@ def closed_port_url() -> str:
         return f"http://127.0.0.1:{probe.getsockname()[1]}/v2/"
 
 
-def choose(root: Path, url: str, source: str = "auto", log: str = "image-source.log"):
+def choose(root: Path, url: str, *extra: str, source: str = "auto", log: str = "image-source.log", ok=True):
     result = playbook(
         str(ROOT / "tests/roles/playbooks/image_source.yml"),
         "-e",
@@ -51,20 +53,29 @@ def choose(root: Path, url: str, source: str = "auto", log: str = "image-source.
         "whatsapp_registry_probe_timeout=2",
         "-e",
         f"whatsapp_image_source={source}",
+        *extra,
         log=log,
         timeout=120,
     )
+    if not ok:
+        assert result.returncode != 0, tail(result)
+        return None, result
     assert result.returncode == 0, tail(result)
     chosen = re.search(r"chosen=(\w+)", result.stdout)
     assert chosen, tail(result)
     return chosen[1], result
 
 
+def record(root: Path) -> dict:
+    return json.loads((root / "image-choice.json").read_text())
+
+
 def test_auto_decides_once_and_a_registry_that_goes_away_changes_nothing(tmp_path, registry):
     chosen, first = choose(tmp_path, registry, log="image-source-1.log")
     assert chosen == "upstream"
     assert "(auto: the registry answered)" in first.stdout
-    assert (tmp_path / "image-source").read_text() == "upstream\n"
+    assert record(tmp_path)["source"] == "upstream"
+    assert record(tmp_path)["stores"]["mongodb"].startswith("MongoDB 7.")
 
     # The registry does not answer any more: the choice stays, no probe is made.
     chosen, again = choose(tmp_path, closed_port_url(), log="image-source-2.log")
@@ -75,10 +86,30 @@ def test_auto_decides_once_and_a_registry_that_goes_away_changes_nothing(tmp_pat
     assert recap(again.stdout)["localhost"]["changed"] == 0
 
 
-def test_an_explicit_source_wins_and_is_kept_by_later_auto_runs(tmp_path, registry):
+def test_a_source_that_would_change_a_stores_server_is_refused_until_confirmed(tmp_path, registry):
     assert choose(tmp_path, closed_port_url(), log="image-source-3.log")[0] == "build"
-    chosen, explicit = choose(tmp_path, registry, source="upstream", log="image-source-4.log")
+    before = record(tmp_path)
+    assert before["stores"]["redis"] == "Redis 7.0"
+
+    _, refused = choose(tmp_path, registry, source="upstream", log="image-source-4.log", ok=False)
+    # Named: the volumes whose server changes, with what each change needs; PostgreSQL stays 15.
+    for volume in ("whatsapp-mongodb-data", "whatsapp-redis-data", "whatsapp-rabbitmq-data"):
+        assert volume in refused.stdout, tail(refused)
+    assert "SecantusDB 0.7 (MongoDB stand-in) -> MongoDB 7.0" in refused.stdout, tail(refused)
+    assert "whatsapp-postgres-data" not in refused.stdout
+    assert "whatsapp_image_source_change_confirmed=true" in refused.stdout
+    assert record(tmp_path) == before, "a refused run changed the record"
+
+    chosen, confirmed = choose(
+        tmp_path,
+        registry,
+        "-e",
+        "whatsapp_image_source_change_confirmed=true",
+        source="upstream",
+        log="image-source-5.log",
+    )
     assert chosen == "upstream"
-    assert "the first deploy had chosen build" in explicit.stdout, tail(explicit)
-    # auto now keeps the operator's choice, even with no registry answering.
-    assert choose(tmp_path, closed_port_url(), log="image-source-5.log")[0] == "upstream"
+    assert "mongodb, rabbitmq, redis change servers" in confirmed.stdout, tail(confirmed)
+    assert record(tmp_path)["source"] == "upstream"
+    # auto now keeps the confirmed choice, even with no registry answering.
+    assert choose(tmp_path, closed_port_url(), log="image-source-6.log")[0] == "upstream"
