@@ -15,6 +15,7 @@ OWNERS: dict[str, str] = {
     "contacts": "user",
     "blocks": "user",
     "devices": "user",
+    "sessions": "user",
     "conversations": "chat",
     "messages": "chat",
 }

@@ -5,6 +5,7 @@ batches (one short DELETE each). Used-but-live tokens stay until they expire: th
 service answers the re-use of a spent token by revoking its whole family (the contract),
 and it can only recognise a token whose row still exists. Revoked ones may go earlier:
 an unknown token and a revoked one get the same answer (401, nothing changes).
+A session (accounts.sessions: a token family's device name) goes with its family's last token.
 """
 
 from __future__ import annotations
@@ -33,6 +34,23 @@ def delete_spent_tokens(conn: psycopg.Connection, cutoff: datetime, limit: int) 
     ).rowcount
 
 
+def delete_sessions_without_tokens(conn: psycopg.Connection, cutoff: datetime, limit: int) -> int:
+    """Sessions older than the cutoff whose family has no token left (a session being made
+    inserts its row before its first token, in one transaction: never seen without it)."""
+    return conn.execute(
+        """
+        WITH gone AS (
+            SELECT s.id FROM accounts.sessions s
+            WHERE s.created_at < %(cutoff)s
+              AND NOT EXISTS (SELECT 1 FROM accounts.refresh_tokens t WHERE t.family_id = s.id)
+            LIMIT %(limit)s
+        )
+        DELETE FROM accounts.sessions s USING gone WHERE s.id = gone.id
+        """,
+        {"cutoff": cutoff, "limit": limit},
+    ).rowcount
+
+
 def prune_refresh_tokens(ctx: JobsContext, counts: Counter[str]) -> None:
     settings = ctx.settings
     cutoff = retention_cutoff(utcnow(), settings.refresh_token_retention_days)
@@ -42,7 +60,10 @@ def prune_refresh_tokens(ctx: JobsContext, counts: Counter[str]) -> None:
             return
         with ctx.db.connection() as conn:
             deleted = delete_spent_tokens(conn, cutoff, settings.job_batch_size)
+            sessions = delete_sessions_without_tokens(conn, cutoff, settings.job_batch_size)
         if deleted:
             counts["deleted"] += deleted
-        if deleted < settings.job_batch_size:
+        if sessions:
+            counts["sessions_deleted"] += sessions
+        if deleted < settings.job_batch_size and sessions < settings.job_batch_size:
             return

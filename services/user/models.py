@@ -68,6 +68,7 @@ Phone = Annotated[str, AfterValidator(check_phone)]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
 DisplayName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(check_not_blank)]
 About = Annotated[str, Field(max_length=140)]
+DeviceName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(check_not_blank)]
 AvatarUrl = Annotated[str, Field(max_length=MAX_URL_LENGTH), AfterValidator(check_http_url)]
 Platform = Literal["fcm", "apns", "webhook"]
 # Who sees a user's online state and last seen (GET /users/{id}/presence, presence frames):
@@ -79,6 +80,7 @@ class RegisterRequest(RequestModel):
     phone: Phone
     password: Password
     display_name: DisplayName
+    device_name: DeviceName | None = None
 
 
 class LoginRequest(RequestModel):
@@ -86,6 +88,7 @@ class LoginRequest(RequestModel):
     # answered with the same 401 as any other.
     phone: Annotated[str, Field(min_length=1, max_length=32)]
     password: Annotated[str, Field(min_length=1, max_length=128)]
+    device_name: DeviceName | None = None
 
 
 class RefreshTokenRequest(RequestModel):

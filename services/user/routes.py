@@ -15,7 +15,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from services.common.auth import require_user
 from services.common.bodies import parse_body
 from services.common.errors import Conflict, NotFound, Unauthorized, ValidationError
-from services.common.times import rfc3339
+from services.common.times import rfc3339, utcnow
 from services.user import store
 from services.user.context import user_context
 from services.user.models import (
@@ -38,7 +38,8 @@ users_bp = Blueprint("users", __name__, url_prefix=f"{API_PREFIX}/users")
 contacts_bp = Blueprint("contacts", __name__, url_prefix=f"{API_PREFIX}/contacts")
 blocks_bp = Blueprint("blocks", __name__, url_prefix=f"{API_PREFIX}/blocks")
 devices_bp = Blueprint("devices", __name__, url_prefix=f"{API_PREFIX}/devices")
-BLUEPRINTS = (auth_bp, users_bp, contacts_bp, blocks_bp, devices_bp)
+sessions_bp = Blueprint("sessions", __name__, url_prefix=f"{API_PREFIX}/sessions")
+BLUEPRINTS = (auth_bp, users_bp, contacts_bp, blocks_bp, devices_bp, sessions_bp)
 
 
 def no_content() -> Response:
@@ -59,7 +60,7 @@ def register() -> tuple[Response, int]:
         )
         if user is None:
             raise Conflict("this phone number is already registered")
-        pair = ctx.tokens.issue_pair(conn, user["id"])
+        pair = ctx.tokens.issue_pair(conn, user["id"], device_name=body.device_name)
     return jsonify({"user": user_json(user, include_phone=True), **pair}), 201
 
 
@@ -83,7 +84,7 @@ def login() -> Response:
         raise Unauthorized(WRONG_CREDENTIALS)
     attempt.discard()
     with ctx.db.transaction() as conn:
-        pair = ctx.tokens.issue_pair(conn, row["id"])
+        pair = ctx.tokens.issue_pair(conn, row["id"], device_name=body.device_name)
     return jsonify({"user": user_json(row, include_phone=True), **pair})
 
 
@@ -100,6 +101,18 @@ def logout() -> Response:
     body = parse_body(RefreshTokenRequest)
     ctx = user_context()
     ctx.tokens.revoke_family_of(ctx.db, body.refresh_token, user_id, g.get("session_id"))
+    return no_content()
+
+
+@auth_bp.post("/logout-all")
+def logout_all() -> Response:
+    """Every session of the caller ends, the current one included; their sockets close."""
+    user_id = require_user()
+    ctx = user_context()
+    ctx.tokens.revoke_sessions(ctx.db, user_id)
+    if g.get("session_id"):
+        # Its refresh tokens may be gone already; its sockets still end.
+        ctx.tokens.end_session(g.session_id)
     return no_content()
 
 
@@ -273,4 +286,41 @@ def delete_device(device_id: str) -> Response:
         if not store.delete_device(conn, user_id, target):
             # Someone else's device answers exactly like a missing one: never 403.
             raise NotFound("no such device")
+    return no_content()
+
+
+# ---- sessions ----------------------------------------------------------------------------
+
+
+@sessions_bp.get("")
+def list_sessions() -> Response:
+    user_id = require_user()
+    with user_context().db.connection() as conn:
+        rows = store.list_sessions(conn, user_id, utcnow())
+    current = g.get("session_id")
+    return jsonify(
+        {
+            "sessions": [
+                {
+                    "id": str(row["id"]),
+                    "device_name": row["device_name"],
+                    "created_at": rfc3339(row["created_at"]),
+                    "last_used_at": rfc3339(row["last_used_at"]),
+                    "current": str(row["id"]) == current,
+                }
+                for row in rows
+            ]
+        }
+    )
+
+
+@sessions_bp.delete("/<session_id>")
+def delete_session(session_id: str) -> Response:
+    """Revoke one of the caller's own sessions and close its sockets; anyone else's, or one
+    that is no longer live, answers like a missing one."""
+    user_id = require_user()
+    target = user_uuid(session_id, what="session")
+    ctx = user_context()
+    if not ctx.tokens.revoke_sessions(ctx.db, user_id, target):
+        raise NotFound("no such session")
     return no_content()

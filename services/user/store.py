@@ -297,6 +297,57 @@ def mark_refresh_token_used(conn: psycopg.Connection, token_id: ID, now: datetim
     )
 
 
+# ---- sessions (a session is a refresh-token family: migrations 0004) -----------------------
+
+
+def insert_session(
+    conn: psycopg.Connection, session_id: ID, user_id: ID, device_name: str | None, now: datetime
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO accounts.sessions (id, user_id, device_name, created_at)
+        VALUES (%(id)s, %(user)s, %(device)s, %(now)s)
+        """,
+        {"id": session_id, "user": user_id, "device": device_name, "now": now},
+    )
+
+
+def list_sessions(conn: psycopg.Connection, user_id: ID, now: datetime) -> list[Row]:
+    """The user's live sessions (a token not used, revoked nor expired), newest use first."""
+    return conn.execute(
+        """
+        SELECT s.id, s.device_name, s.created_at, max(t.issued_at) AS last_used_at
+        FROM accounts.sessions s
+        JOIN accounts.refresh_tokens t ON t.family_id = s.id
+        WHERE s.user_id = %(user)s
+        GROUP BY s.id
+        HAVING bool_or(t.used_at IS NULL AND t.revoked_at IS NULL AND t.expires_at > %(now)s)
+        ORDER BY last_used_at DESC, s.id
+        """,
+        {"user": user_id, "now": now},
+    ).fetchall()
+
+
+def revoke_sessions(
+    conn: psycopg.Connection, user_id: ID, now: datetime, session_id: ID | None = None
+) -> list[str]:
+    """Revoke the user's live sessions (only `session_id` when given); their ids."""
+    rows = conn.execute(
+        """
+        WITH live AS (
+            SELECT DISTINCT family_id FROM accounts.refresh_tokens
+            WHERE user_id = %(user)s AND (%(session)s::uuid IS NULL OR family_id = %(session)s::uuid)
+              AND used_at IS NULL AND revoked_at IS NULL AND expires_at > %(now)s
+        )
+        UPDATE accounts.refresh_tokens t SET revoked_at = %(now)s
+        FROM live WHERE t.family_id = live.family_id AND t.revoked_at IS NULL
+        RETURNING t.family_id
+        """,
+        {"user": user_id, "now": now, "session": session_id},
+    ).fetchall()
+    return sorted({str(row["family_id"]) for row in rows})
+
+
 def revoke_refresh_family(conn: psycopg.Connection, family_id: ID, now: datetime) -> int:
     cur = conn.execute(
         """

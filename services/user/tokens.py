@@ -83,13 +83,17 @@ class TokenIssuer:
         user_id: uuid.UUID | str,
         *,
         family_id: uuid.UUID | None = None,
+        device_name: str | None = None,
         now: datetime | None = None,
     ) -> dict[str, Any]:
-        """A new access token and refresh token (stored hashed); a new family unless given one.
-        The family is the session: its id is the access token's `sid`."""
+        """A new access token and refresh token (stored hashed); a new family, a new session
+        (named `device_name`), unless given one. The family is the session: its id is the
+        access token's `sid` and the answer's `session_id`."""
         now = now or utcnow()
         refresh_token = new_refresh_token()
-        family_id = family_id or uuid.uuid4()
+        if family_id is None:
+            family_id = uuid.uuid4()
+            store.insert_session(conn, family_id, user_id, device_name, now)
         store.insert_refresh_token(
             conn,
             store.NewRefreshToken(
@@ -105,6 +109,7 @@ class TokenIssuer:
             "refresh_token": refresh_token,
             "token_type": "Bearer",
             "expires_in": self.signer.ttl_seconds,
+            "session_id": str(family_id),
         }
 
     def rotate(self, db: Database, token: str) -> dict[str, Any]:
@@ -130,6 +135,16 @@ class TokenIssuer:
     def end_session(self, family_id: uuid.UUID | str) -> None:
         """The session's sockets end too (every chat instance is told through Redis)."""
         end_sessions(self.redis, [str(family_id)], access_ttl_seconds=self.signer.ttl_seconds)
+
+    def revoke_sessions(self, db: Database, user_id: str, session_id: str | None = None) -> list[str]:
+        """Revoke the user's live sessions (only `session_id` when given) and end their sockets;
+        the ids revoked (empty: no such live session of this user)."""
+        with db.transaction() as conn:
+            ended = store.revoke_sessions(conn, user_id, utcnow(), session_id)
+        # Only after the transaction committed: the revocation must stand.
+        for sid in ended:
+            self.end_session(sid)
+        return ended
 
     def revoke_family_of(self, db: Database, token: str, user_id: str, session_id: str | None = None) -> None:
         """Logout: revoke the family of the caller's own refresh token (others' are left alone)

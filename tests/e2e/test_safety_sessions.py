@@ -1,7 +1,10 @@
 """The contract's safety rules about tokens and sockets, against the deployed stack through
 nginx: no token in any container's log, sockets that end with their session (logout, the
 re-use of a spent refresh token) or with their token (expiry, unless an `auth` frame
-renewed it), and at most ws_max_sockets_per_user sockets per user."""
+renewed it), and at most ws_max_sockets_per_user sockets per user. And the contract's
+"Sessions and several devices" routes: a session per login with its device's name, the
+list, revoking one (a lost device), logging out everywhere, each closing that session's
+sockets."""
 
 from __future__ import annotations
 
@@ -42,21 +45,29 @@ class Session:
         self.user_id: str = pair["user"]["id"]
         self.access_token: str = pair["access_token"]
         self.refresh_token: str = pair["refresh_token"]
+        self.session_id: str = pair["session_id"]
         self.api = Api(self.access_token)
 
     @classmethod
-    def register(cls) -> Session:
+    def register(cls, device_name: str | None = None) -> Session:
         phone = random_phone()
+        body = {"phone": phone, "password": PASSWORD, "display_name": "S"}
         answer = Api().call(
-            "POST", "/auth/register", {"phone": phone, "password": PASSWORD, "display_name": "S"}
+            "POST", "/auth/register", body | ({"device_name": device_name} if device_name else {})
         )
         assert answer.status_code == 201, answer.text
         return cls(phone, answer.json())
 
-    def login_again(self) -> Session:
-        answer = Api().call("POST", "/auth/login", {"phone": self.phone, "password": PASSWORD})
+    def login_again(self, device_name: str | None = None) -> Session:
+        body = {"phone": self.phone, "password": PASSWORD}
+        answer = Api().call(
+            "POST", "/auth/login", body | ({"device_name": device_name} if device_name else {})
+        )
         assert answer.status_code == 200, answer.text
         return Session(self.phone, answer.json())
+
+    def refresh_status(self) -> int:
+        return Api().call("POST", "/auth/refresh", {"refresh_token": self.refresh_token}).status_code
 
     def socket(self, **kwargs: Any) -> Socket:
         return Socket(self.access_token, **kwargs)
@@ -242,3 +253,66 @@ def test_no_token_appears_in_any_container_log():
     access = [json.loads(line) for line in nginx_log.splitlines() if line.startswith("{")]
     assert any(line.get("uri") == "/ws?access_token=REDACTED" for line in access)
     assert "too large body" in nginx_log and 'request: "POST /ws?access_token=REDACTED' in nginx_log
+
+
+# ---- sessions and several devices ----------------------------------------------------------
+
+
+def test_sessions_are_listed_and_one_revoked_closes_its_sockets_only():
+    phone = Session.register(device_name="Pixel 8")
+    laptop = phone.login_again(device_name="Firefox on the laptop")
+    tablet = phone.login_again()
+    listed = laptop.api.call("GET", "/sessions")
+    assert listed.status_code == 200, listed.text
+    sessions = listed.json()["sessions"]
+    assert {s["id"]: s["device_name"] for s in sessions} == {
+        phone.session_id: "Pixel 8",
+        laptop.session_id: "Firefox on the laptop",
+        tablet.session_id: None,
+    }
+    assert [s["id"] for s in sessions if s["current"]] == [laptop.session_id]
+
+    lost, kept, also_kept = phone.socket(), laptop.socket(), tablet.socket(via_query=True)
+    try:
+        for sock in (lost, kept, also_kept):
+            assert still_open(sock)
+        # The lost phone, signed out from the laptop.
+        answer = laptop.api.call("DELETE", f"/sessions/{phone.session_id}")
+        assert answer.status_code == 204, answer.text
+        code, took = wait_closed(lost)
+        assert code == CLOSE_UNAUTHORIZED and took < ENDS_WITHIN_SECONDS, (code, took)
+        assert still_open(kept) and still_open(also_kept)
+        assert phone.refresh_status() == 401
+        assert upgrade_status(phone.access_token) == 401
+        remaining = {s["id"] for s in laptop.api.call("GET", "/sessions").json()["sessions"]}
+        assert remaining == {laptop.session_id, tablet.session_id}
+        # Not the caller's (another user's, gone, not a session): 404 with the error shape.
+        stranger = Session.register()
+        for target in (stranger.session_id, phone.session_id, "nope"):
+            refused = laptop.api.call("DELETE", f"/sessions/{target}")
+            assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found", target
+        assert stranger.refresh_status() == 200
+    finally:
+        for sock in (lost, kept, also_kept):
+            sock.close()
+
+
+def test_logout_all_closes_every_socket_of_every_session_of_the_caller():
+    phone = Session.register(device_name="phone")
+    laptop = phone.login_again(device_name="laptop")
+    stranger = Session.register()
+    sockets = [phone.socket(), laptop.socket(), laptop.socket(via_query=True)]
+    bystander = stranger.socket()
+    try:
+        for sock in [*sockets, bystander]:
+            assert still_open(sock)
+        answer = laptop.api.call("POST", "/auth/logout-all")
+        assert answer.status_code == 204, answer.text
+        for sock in sockets:
+            code, took = wait_closed(sock)
+            assert code == CLOSE_UNAUTHORIZED and took < ENDS_WITHIN_SECONDS, (code, took)
+        assert phone.refresh_status() == 401 and laptop.refresh_status() == 401
+        assert still_open(bystander) and stranger.refresh_status() == 200
+    finally:
+        for sock in [*sockets, bystander]:
+            sock.close()

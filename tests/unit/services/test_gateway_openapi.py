@@ -108,17 +108,48 @@ def test_the_contract_copy_equals_the_shared_contract():
         assert SHARED_CONTRACT.read_text(encoding="utf-8") == text, stale
 
 
+# The v1.1 additions name their operations in prose (`GET /api/v1/sessions` -> ...); those
+# not built yet (issues still open), kept here so the list can only shrink by building them.
+V11_NOT_YET = {
+    ("PUT", "/api/v1/keys"),
+    ("GET", "/api/v1/keys/count"),
+    ("GET", "/api/v1/users/{}/keys"),
+    ("POST", "/api/v1/media"),
+    ("GET", "/api/v1/media/{}"),
+    ("GET", "/api/v1/media/{}/thumbnail"),
+    ("PUT", "/api/v1/messages/{}/reaction"),
+    ("PATCH", "/api/v1/messages/{}"),
+    ("GET", "/api/v1/users/me/export"),
+    ("DELETE", "/api/v1/users/me"),
+}
+
+
+def v11_operations(text: str) -> set[tuple[str, str]]:
+    """The operations the v1.1 additions name in backticks."""
+    additions = text.split("# v1.1 additions", 1)[1]
+    return {
+        (method, normalize(path))
+        for quoted in re.findall(r"`([^`]+)`", additions)
+        for methods, path in TABLE_OPERATION.findall(quoted)
+        for method in methods.split("/")
+    }
+
+
 def test_every_contract_table_operation_is_documented_and_nothing_else(document):
     text = CONTRACT.read_text(encoding="utf-8")
     table = contract_table_operations(text)
     assert len(table) >= 25, sorted(table)  # the parser found the tables
+    additions = v11_operations(text)
+    assert len(additions) >= 10, sorted(additions)  # and the additions' operations
     for method, path in CONTRACT_EXTRAS:
         assert f"{method} {path}" in text, (method, path)
     documented = spec_operations(document)
-    assert documented - CONTRACT_EXTRAS == table, {
-        "missing from openapi.yaml": sorted(table - documented),
-        "not in the contract's tables": sorted(documented - CONTRACT_EXTRAS - table),
+    assert documented - CONTRACT_EXTRAS == (table | additions) - V11_NOT_YET, {
+        "missing from openapi.yaml": sorted((table | additions) - V11_NOT_YET - documented),
+        "not in the contract": sorted(documented - CONTRACT_EXTRAS - table - additions),
+        "built but still listed in V11_NOT_YET": sorted(documented & V11_NOT_YET),
     }
+    assert additions >= V11_NOT_YET, sorted(V11_NOT_YET - additions)
     assert documented >= CONTRACT_EXTRAS
 
 

@@ -60,7 +60,16 @@ def test_requests_reach_the_owning_service(client, services, method, path, owner
 
 
 def test_routing_table_covers_the_contracts_prefixes():
-    assert set(OWNERS) == {"auth", "users", "contacts", "blocks", "devices", "conversations", "messages"}
+    assert set(OWNERS) == {
+        "auth",
+        "users",
+        "contacts",
+        "blocks",
+        "devices",
+        "sessions",
+        "conversations",
+        "messages",
+    }
     assert owner_of("/api/v1/conversations/x/messages") == "chat"
     assert owner_of("/api/v1/usersx") is None
     assert owner_of("/api/v2/users/me") is None

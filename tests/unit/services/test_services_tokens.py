@@ -89,9 +89,16 @@ class FakeDatabase:
 
 @pytest.fixture
 def fake_store(monkeypatch):
-    calls: dict[str, list] = {"insert": [], "used": [], "revoked": []}
+    calls: dict[str, list] = {"insert": [], "used": [], "revoked": [], "sessions": []}
     stored: dict[str, dict] = {}
     monkeypatch.setattr(store, "insert_refresh_token", lambda conn, token: calls["insert"].append(token))
+    monkeypatch.setattr(
+        store,
+        "insert_session",
+        lambda conn, session_id, user_id, device_name, now: calls["sessions"].append(
+            (session_id, device_name)
+        ),
+    )
     monkeypatch.setattr(store, "lock_refresh_token", lambda conn, token_hash: stored.get(token_hash))
     monkeypatch.setattr(
         store, "mark_refresh_token_used", lambda conn, token_id, now: calls["used"].append(token_id)
@@ -116,8 +123,8 @@ def issuer() -> TokenIssuer:
 def test_issue_pair_returns_the_contract_shape_and_stores_only_the_hash(fake_store):
     calls, _ = fake_store
     user_id = uuid.uuid4()
-    pair = issuer().issue_pair(object(), user_id, now=NOW)
-    assert set(pair) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    pair = issuer().issue_pair(object(), user_id, device_name="phone", now=NOW)
+    assert set(pair) == {"access_token", "refresh_token", "token_type", "expires_in", "session_id"}
     assert (pair["token_type"], pair["expires_in"]) == ("Bearer", 900)
     (saved,) = calls["insert"]
     assert saved.token_hash == tokens.hash_refresh_token(pair["refresh_token"])
@@ -125,7 +132,9 @@ def test_issue_pair_returns_the_contract_shape_and_stores_only_the_hash(fake_sto
     assert saved.user_id == user_id
     # The access token names its session: the refresh token's family.
     claims = jwt.decode(pair["access_token"], options={"verify_signature": False})
-    assert claims["sid"] == str(saved.family_id)
+    assert claims["sid"] == str(saved.family_id) == pair["session_id"]
+    # A new family is a new session, with its device's name.
+    assert calls["sessions"] == [(saved.family_id, "phone")]
 
 
 def test_rotation_marks_used_and_stays_in_the_family(fake_store):
@@ -137,6 +146,7 @@ def test_rotation_marks_used_and_stays_in_the_family(fake_store):
     pair = issuer().rotate(db, presented)
     assert calls["used"] == [live.id]
     assert calls["insert"][0].family_id == live.family_id
+    assert calls["sessions"] == []  # the same session
     assert verifier().verify(pair["access_token"])["sub"] == str(live.user_id)
     assert pair["refresh_token"] != presented
     assert db.outcomes == ["commit"]
@@ -159,7 +169,7 @@ def test_unknown_token_changes_nothing(fake_store):
     calls, _ = fake_store
     with pytest.raises(Unauthorized):
         issuer().rotate(FakeDatabase(), "never-issued")
-    assert calls == {"insert": [], "used": [], "revoked": []}
+    assert calls == {"insert": [], "used": [], "revoked": [], "sessions": []}
 
 
 def test_logout_revokes_only_the_callers_own_family(fake_store):

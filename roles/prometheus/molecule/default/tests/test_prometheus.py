@@ -154,12 +154,18 @@ def test_a_changed_setting_is_checked_and_reloaded_not_restarted(host):
     output = lib.converge_again(
         *ROLE_ONLY, "-e", "prometheus_scrape_interval=7s", "-e", "prometheus_alert_queue_depth=4321"
     )
-    assert "RUNNING HANDLER [prometheus : Send SIGHUP to prometheus]" in output
-    assert "RUNNING HANDLER [prometheus : Wait until prometheus reports the reload]" in output
+    # One handler: SIGHUP inside the container, then a wait there for a successful reload.
+    assert (
+        "RUNNING HANDLER [prometheus : Send SIGHUP to prometheus and wait until it reports the reload]"
+        in output
+    )
     assert "scrape_interval: 7s" in api("/api/v1/status/config")["yaml"]
     assert "4321" in json.dumps(api("/api/v1/rules"))
     after = lib.inspect(host, NAME)
     assert after["Id"] == before["Id"] and after["State"]["StartedAt"] == before["State"]["StartedAt"]
     output = lib.converge_again(*ROLE_ONLY)  # back to the scenario's own values, by a reload again
-    assert "RUNNING HANDLER [prometheus : Send SIGHUP to prometheus]" in output
+    assert (
+        "RUNNING HANDLER [prometheus : Send SIGHUP to prometheus and wait until it reports the reload]"
+        in output
+    )
     assert f"scrape_interval: {VARS['scrape_interval']}" in api("/api/v1/status/config")["yaml"]
