@@ -16,6 +16,7 @@ OWNERS: dict[str, str] = {
     "blocks": "user",
     "devices": "user",
     "sessions": "user",
+    "keys": "user",
     "conversations": "chat",
     "messages": "chat",
 }

@@ -8,6 +8,8 @@ context), so the service cannot be aimed at internal addresses.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -133,3 +135,43 @@ class DeviceRegistration(RequestModel):
         if not host_allowed(host, context.get("webhook_allowed_hosts", ())):
             raise ValueError(f"token: webhook host {host!r} is not on this deployment's allow-list")
         return self
+
+
+# ---- end-to-end encryption keys ----------------------------------------------------------
+
+BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+MAX_KEY_ID = 2**31 - 1
+
+
+def check_key(value: str) -> str:
+    """A public key or signature: standard base64 (padded), 32..256 bytes once decoded."""
+    if not BASE64.fullmatch(value) or len(value) % 4:
+        raise ValueError("must be standard base64 (A-Z a-z 0-9 + /, padded with =)")
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError("must be standard base64") from None
+    if not 32 <= len(decoded) <= 256:
+        raise ValueError("must decode to 32..256 bytes")
+    return value
+
+
+Key = Annotated[str, Field(min_length=44, max_length=344), AfterValidator(check_key)]
+KeyId = Annotated[int, Field(ge=0, le=MAX_KEY_ID, strict=True)]
+
+
+class SignedPrekey(RequestModel):
+    key_id: KeyId
+    public_key: Key
+    signature: Key
+
+
+class OneTimePrekey(RequestModel):
+    key_id: KeyId
+    public_key: Key
+
+
+class KeysUpload(RequestModel):
+    identity_key: Key | None = None
+    signed_prekey: SignedPrekey | None = None
+    one_time_prekeys: Annotated[list[OneTimePrekey], Field(max_length=100)] = []

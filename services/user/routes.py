@@ -14,12 +14,13 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from services.common.auth import require_user
 from services.common.bodies import parse_body
-from services.common.errors import Conflict, NotFound, Unauthorized, ValidationError
+from services.common.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
 from services.common.times import rfc3339, utcnow
 from services.user import store
 from services.user.context import user_context
 from services.user.models import (
     DeviceRegistration,
+    KeysUpload,
     LoginRequest,
     ProfileUpdate,
     RefreshTokenRequest,
@@ -39,7 +40,8 @@ contacts_bp = Blueprint("contacts", __name__, url_prefix=f"{API_PREFIX}/contacts
 blocks_bp = Blueprint("blocks", __name__, url_prefix=f"{API_PREFIX}/blocks")
 devices_bp = Blueprint("devices", __name__, url_prefix=f"{API_PREFIX}/devices")
 sessions_bp = Blueprint("sessions", __name__, url_prefix=f"{API_PREFIX}/sessions")
-BLUEPRINTS = (auth_bp, users_bp, contacts_bp, blocks_bp, devices_bp, sessions_bp)
+keys_bp = Blueprint("keys", __name__, url_prefix=f"{API_PREFIX}/keys")
+BLUEPRINTS = (auth_bp, users_bp, contacts_bp, blocks_bp, devices_bp, sessions_bp, keys_bp)
 
 
 def no_content() -> Response:
@@ -324,3 +326,77 @@ def delete_session(session_id: str) -> Response:
     if not ctx.tokens.revoke_sessions(ctx.db, user_id, target):
         raise NotFound("no such session")
     return no_content()
+
+
+# ---- end-to-end encryption: key distribution (public keys only) --------------------------
+
+
+def _caller_session() -> tuple[str, str]:
+    user_id = require_user()
+    session_id = g.get("session_id")
+    if not session_id:
+        raise Unauthorized("this access token names no session: log in again")
+    return user_id, session_id
+
+
+@keys_bp.put("")
+def put_keys() -> Response:
+    user_id, session_id = _caller_session()
+    body = parse_body(KeysUpload)
+    key_ids = [key.key_id for key in body.one_time_prekeys]
+    if len(set(key_ids)) != len(key_ids):
+        raise Conflict("a key_id is repeated in this upload")
+    try:
+        with user_context().db.transaction() as conn:
+            upload = store.KeyUpload(
+                session_id=session_id,
+                user_id=user_id,
+                identity_key=body.identity_key,
+                signed_prekey=body.signed_prekey.model_dump() if body.signed_prekey else None,
+                one_time_prekeys=[key.model_dump() for key in body.one_time_prekeys],
+            )
+            store.put_keys(conn, upload, utcnow())
+    except store.TooManyPrekeys:
+        raise Conflict(f"a session keeps at most {store.MAX_PREKEYS_PER_SESSION} one-time prekeys") from None
+    except store.RepeatedPrekey:
+        raise Conflict("a key_id of this upload is in the session's stock already") from None
+    except psycopg.errors.ForeignKeyViolation:
+        # The session ended (its row pruned) while its access token still runs.
+        raise Unauthorized("this session has ended: log in again") from None
+    return no_content()
+
+
+@keys_bp.get("/count")
+def count_keys() -> Response:
+    _, session_id = _caller_session()
+    with user_context().db.connection() as conn:
+        return jsonify({"one_time_prekeys": store.count_prekeys(conn, session_id)})
+
+
+@users_bp.get("/<user_id>/keys")
+def get_user_keys(user_id: str) -> Response:
+    """One entry per live session of that user with keys, each claiming one one-time prekey."""
+    caller = require_user()
+    target = user_uuid(user_id)
+    with user_context().db.transaction() as conn:
+        blocked = store.blocked_by(conn, target, caller)
+        if blocked is None:
+            raise NotFound("no such user")
+        if blocked:
+            raise Forbidden("this user has blocked you", code="blocked")
+        devices = store.claim_keys(conn, target, utcnow())
+    out = []
+    for row in devices:
+        device = {
+            "session_id": str(row["session_id"]),
+            "identity_key": row["identity_key"],
+            "signed_prekey": {
+                "key_id": row["signed_prekey_id"],
+                "public_key": row["signed_prekey"],
+                "signature": row["signed_prekey_signature"],
+            },
+        }
+        if row["one_time_prekey"]:
+            device["one_time_prekey"] = dict(row["one_time_prekey"])
+        out.append(device)
+    return jsonify({"devices": out})

@@ -357,3 +357,139 @@ def revoke_refresh_family(conn: psycopg.Connection, family_id: ID, now: datetime
         {"family": family_id, "now": now},
     )
     return cur.rowcount
+
+
+# ---- end-to-end encryption keys (migrations 0005): public keys per session ----------------
+
+# The contract's bounds on one-time prekeys: per upload, and in a session's stock.
+MAX_PREKEYS_PER_UPLOAD = 100
+MAX_PREKEYS_PER_SESSION = 500
+
+
+class TooManyPrekeys(Exception):
+    """The upload would take the session's stock above MAX_PREKEYS_PER_SESSION."""
+
+
+class RepeatedPrekey(Exception):
+    """A key_id of the upload is in the session's stock already."""
+
+
+@dataclass(frozen=True)
+class KeyUpload:
+    """What one PUT /keys of one session brings: None keeps the stored identity key or signed
+    prekey."""
+
+    session_id: ID
+    user_id: ID
+    identity_key: str | None
+    signed_prekey: dict[str, Any] | None
+    one_time_prekeys: list[dict[str, Any]]
+
+
+def put_keys(
+    conn: psycopg.Connection, upload: KeyUpload, now: datetime, limit: int = MAX_PREKEYS_PER_SESSION
+) -> None:
+    """Store the session's keys in the caller's transaction: an identity key or signed prekey
+    left out keeps the stored one; one-time prekeys are added to the stock. The upsert locks
+    the session's row first, so concurrent uploads of one session count the stock in turn."""
+    session_id, user_id = upload.session_id, upload.user_id
+    identity_key, signed_prekey, one_time_prekeys = (
+        upload.identity_key,
+        upload.signed_prekey,
+        upload.one_time_prekeys,
+    )
+    conn.execute(
+        """
+        INSERT INTO accounts.session_keys AS k (session_id, user_id, identity_key,
+            signed_prekey_id, signed_prekey, signed_prekey_signature, updated_at)
+        VALUES (%(session)s, %(user)s, %(identity)s, %(spk_id)s, %(spk)s, %(spk_sig)s, %(now)s)
+        ON CONFLICT (session_id) DO UPDATE SET
+            identity_key = coalesce(EXCLUDED.identity_key, k.identity_key),
+            signed_prekey_id = CASE WHEN %(spk)s::text IS NULL
+                                    THEN k.signed_prekey_id ELSE EXCLUDED.signed_prekey_id END,
+            signed_prekey = coalesce(EXCLUDED.signed_prekey, k.signed_prekey),
+            signed_prekey_signature = coalesce(EXCLUDED.signed_prekey_signature, k.signed_prekey_signature),
+            updated_at = EXCLUDED.updated_at
+        """,
+        {
+            "session": session_id,
+            "user": user_id,
+            "identity": identity_key,
+            "spk_id": signed_prekey["key_id"] if signed_prekey else None,
+            "spk": signed_prekey["public_key"] if signed_prekey else None,
+            "spk_sig": signed_prekey["signature"] if signed_prekey else None,
+            "now": now,
+        },
+    )
+    # The upsert holds the session's row lock until the transaction ends.
+    if not one_time_prekeys:
+        return
+    stock = conn.execute(
+        "SELECT count(*) AS n FROM accounts.one_time_prekeys WHERE session_id = %(s)s", {"s": session_id}
+    ).fetchone()["n"]
+    if stock + len(one_time_prekeys) > limit:
+        raise TooManyPrekeys
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                """
+                INSERT INTO accounts.one_time_prekeys (session_id, key_id, public_key)
+                VALUES (%(session)s, %(key_id)s, %(public_key)s)
+                """,
+                [{"session": session_id, **key} for key in one_time_prekeys],
+            )
+    except psycopg.errors.UniqueViolation:
+        raise RepeatedPrekey from None
+
+
+def count_prekeys(conn: psycopg.Connection, session_id: ID) -> int:
+    return conn.execute(
+        "SELECT count(*) AS n FROM accounts.one_time_prekeys WHERE session_id = %(s)s", {"s": session_id}
+    ).fetchone()["n"]
+
+
+def claim_keys(conn: psycopg.Connection, user_id: ID, now: datetime) -> list[Row]:
+    """One entry per live session of the user that uploaded an identity key and a signed
+    prekey, each with one of its one-time prekeys claimed (deleted) when it has one. Runs in
+    the caller's transaction; SKIP LOCKED lets concurrent claims take different keys, and a
+    key is deleted as it is handed out, so none is ever handed out twice."""
+    sessions = conn.execute(
+        """
+        SELECT k.session_id, k.identity_key, k.signed_prekey_id, k.signed_prekey, k.signed_prekey_signature
+        FROM accounts.session_keys k
+        WHERE k.user_id = %(user)s AND k.identity_key IS NOT NULL AND k.signed_prekey IS NOT NULL
+          AND EXISTS (
+              SELECT 1 FROM accounts.refresh_tokens t
+              WHERE t.family_id = k.session_id AND t.used_at IS NULL AND t.revoked_at IS NULL
+                AND t.expires_at > %(now)s)
+        ORDER BY k.session_id
+        """,
+        {"user": user_id, "now": now},
+    ).fetchall()
+    out = []
+    for row in sessions:
+        claimed = conn.execute(
+            """
+            DELETE FROM accounts.one_time_prekeys
+            WHERE (session_id, key_id) = (
+                SELECT session_id, key_id FROM accounts.one_time_prekeys
+                WHERE session_id = %(s)s ORDER BY key_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING key_id, public_key
+            """,
+            {"s": row["session_id"]},
+        ).fetchone()
+        out.append({**row, "one_time_prekey": claimed})
+    return out
+
+
+def blocked_by(conn: psycopg.Connection, blocker_id: ID, blocked_id: ID) -> bool | None:
+    """Whether `blocker_id` blocks `blocked_id`; None when `blocker_id` is no user."""
+    row = conn.execute(
+        """
+        SELECT EXISTS (SELECT 1 FROM accounts.blocks b
+                       WHERE b.blocker_id = u.id AND b.blocked_id = %(blocked)s) AS blocked
+        FROM accounts.users u WHERE u.id = %(blocker)s
+        """,
+        {"blocker": blocker_id, "blocked": blocked_id},
+    ).fetchone()
+    return None if row is None else bool(row["blocked"])

@@ -370,3 +370,59 @@ def test_two_users_chat_in_two_browsers(browsers):  # noqa: PLR0915 - one story,
     # The only errors allowed: the refused refresh and the socket of the revoked session.
     unexpected = [e for e in severe if "401" not in e.get("message", "") and "/ws" not in e["message"]]
     assert unexpected == [], unexpected
+
+
+def test_a_second_browser_of_the_same_user_stays_in_step_and_logs_devices_out(browsers):
+    """Alice on a second computer: the same conversations, the same new message in both
+    browsers; from the second, her device list logs the first out (its page returns to the
+    login form), then "Log out everywhere" ends the second too."""
+    alice, bob = browsers
+    laptop = Browser("Alice", 1280, 800)
+    laptop.phone = alice.phone
+    try:
+        laptop.log_in()
+        laptop.wait(
+            lambda: laptop.list_entry("Bob") is not None, "Alice's conversations on her second computer"
+        )
+        bob.log_in()
+        bob.open_conversation("Alice")
+        bob.send("to both of Alice's browsers")
+        for browser in (alice, laptop):
+            browser.open_conversation("Bob")
+            browser.wait(
+                lambda b=browser: b.message("to both of Alice's browsers") is not None,
+                f"{browser.name}'s browser shows Bob's new message",
+            )
+
+        laptop.by_id("sessions-button").click()
+        rows = "return [...document.querySelectorAll('#sessions-list .session')].map(r => r.dataset)"
+        listed = laptop.wait(lambda: len(laptop.js(rows)) >= 2 and laptop.js(rows), "her devices are listed")
+        assert sum("current" in row for row in listed) == 1, listed
+        names = laptop.js(
+            "return [...document.querySelectorAll('#sessions-list .session-name')].map(n => n.textContent)"
+        )
+        assert all(name.endswith("(web)") for name in names), names  # named by the browser
+        # Log the first computer out from the second: its page ends on the login form.
+        laptop.driver.find_element(
+            By.CSS_SELECTOR, "#sessions-list .session:not([data-current]) .session-logout"
+        ).click()
+        laptop.wait(lambda: len(laptop.js(rows)) == len(listed) - 1, "the device is gone from the list")
+        alice.wait(
+            lambda: alice.by_id("login-form").is_displayed(), "the logged-out browser shows the login form"
+        )
+        assert "session has ended" in alice.by_id("auth-error").text
+
+        kept = json.loads(laptop.js("return localStorage.getItem('whatsapp.session')"))
+        laptop.by_id("logout-all-button").click()
+        laptop.wait(
+            lambda: laptop.by_id("login-form").is_displayed(), "the login form after logging out everywhere"
+        )
+        assert "every device" in laptop.by_id("auth-error").text
+        assert laptop.js("return localStorage.getItem('whatsapp.session')") is None
+        refused = requests.post(
+            BASE_URL + "api/v1/auth/refresh", json={"refresh_token": kept["refresh_token"]}, timeout=10
+        )
+        assert refused.status_code == 401
+    finally:
+        laptop.shot("alice-second-computer-last")
+        laptop.quit()

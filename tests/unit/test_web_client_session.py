@@ -101,3 +101,33 @@ def test_the_open_socket_is_renewed_with_an_auth_frame(result):
 def test_a_socket_ended_with_4401_reconnects_with_a_refreshed_token(result):
     assert result["forcedRefresh"] == [False, True]
     assert result["reconnectedWith"] == "token-2"
+
+
+DEVICE_NAMES = r"""
+const { deviceName } = await import("API_URL");
+console.log(JSON.stringify([
+  deviceName("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"),
+  deviceName("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Version/17.0 Safari/604.1"),
+  deviceName("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"),
+  deviceName(""),
+  deviceName("x".repeat(500)),
+]));
+"""
+
+
+def test_a_browser_session_is_named_after_its_browser_and_system_within_64_characters():
+    node = shutil.which("node")
+    assert node, "node is needed for this test (scripts/test.sh installs nodejs)"
+    script = DEVICE_NAMES.replace("API_URL", (WEB_JS / "api.js").as_uri())
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    names = json.loads(done.stdout)
+    assert names[:4] == [
+        "Chrome on Linux (web)",
+        "Safari on iPhone (web)",
+        "Firefox on Windows (web)",
+        "Browser (web)",
+    ]
+    assert all(1 <= len(name) <= 64 for name in names)

@@ -67,6 +67,7 @@ def test_routing_table_covers_the_contracts_prefixes():
         "blocks",
         "devices",
         "sessions",
+        "keys",
         "conversations",
         "messages",
     }

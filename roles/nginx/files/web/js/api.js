@@ -25,6 +25,29 @@ export function tokenExpiry(token) {
   }
 }
 
+/** The name this browser's session gets in the device list: the browser and its system,
+ * from the user agent (at most 64 characters, as the API takes). */
+export function deviceName(agent = globalThis.navigator?.userAgent || "") {
+  const browser =
+    [
+      ["Edg/", "Edge"],
+      ["Firefox/", "Firefox"],
+      ["Chrome/", "Chrome"],
+      ["Safari/", "Safari"],
+    ].find(([token]) => agent.includes(token))?.[1] || "Browser";
+  const system =
+    [
+      ["Android", "Android"],
+      ["iPhone", "iPhone"],
+      ["iPad", "iPad"],
+      ["Windows", "Windows"],
+      ["Mac OS", "macOS"],
+      ["CrOS", "ChromeOS"],
+      ["Linux", "Linux"],
+    ].find(([token]) => agent.includes(token))?.[1] || "";
+  return `${browser}${system ? ` on ${system}` : ""} (web)`.slice(0, 64);
+}
+
 async function errorOf(response) {
   let code = "error";
   let message = `HTTP ${response.status}`;
@@ -139,7 +162,12 @@ export class Session {
   // ---- accounts ----------------------------------------------------------------------------
 
   async register(phone, password, displayName) {
-    const r = await this._fetch("POST", "/auth/register", { phone, password, display_name: displayName });
+    const r = await this._fetch("POST", "/auth/register", {
+      phone,
+      password,
+      display_name: displayName,
+      device_name: deviceName(),
+    });
     if (r.status !== 201) throw await errorOf(r);
     const body = await r.json();
     this._adopt(body, body.user);
@@ -147,7 +175,7 @@ export class Session {
   }
 
   async login(phone, password) {
-    const r = await this._fetch("POST", "/auth/login", { phone, password });
+    const r = await this._fetch("POST", "/auth/login", { phone, password, device_name: deviceName() });
     if (!r.ok) throw await errorOf(r);
     const body = await r.json();
     this._adopt(body, body.user);
@@ -161,6 +189,16 @@ export class Session {
     try {
       const token = await this.accessToken().catch(() => data.access_token);
       await this._fetch("POST", "/auth/logout", { refresh_token: this.data?.refresh_token }, token);
+    } finally {
+      this._save(null);
+    }
+  }
+
+  /** Every session of this user ends (this one too); the tokens here are forgotten. */
+  async logoutAll() {
+    if (!this.data) return;
+    try {
+      await this.request("POST", "/auth/logout-all");
     } finally {
       this._save(null);
     }

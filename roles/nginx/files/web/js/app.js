@@ -87,7 +87,7 @@ class App {
     this.stopApp();
     $("app-view").hidden = true;
     $("auth-view").hidden = false;
-    for (const id of ["connection-status", "me-name", "logout-button"]) $(id).hidden = true;
+    for (const id of ["connection-status", "me-name", "sessions-button", "logout-button"]) $(id).hidden = true;
     $("auth-error").textContent = message;
     this.setView("auth");
     $("login-form").hidden = false;
@@ -103,7 +103,7 @@ class App {
     $("auth-view").hidden = true;
     $("app-view").hidden = false;
     $("me-name").textContent = me.display_name;
-    for (const id of ["connection-status", "me-name", "logout-button"]) $(id).hidden = false;
+    for (const id of ["connection-status", "me-name", "sessions-button", "logout-button"]) $(id).hidden = false;
     this.setView("list");
     this.restoreOutbox();
     try {
@@ -170,6 +170,8 @@ class App {
     $("login-form").addEventListener("submit", (e) => this.onLogin(e));
     $("register-form").addEventListener("submit", (e) => this.onRegister(e));
     $("logout-button").addEventListener("click", () => this.onLogout());
+    $("sessions-button").addEventListener("click", () => this.openSessions());
+    $("logout-all-button").addEventListener("click", () => this.onLogoutAll());
     $("new-chat-button").addEventListener("click", () => this.openDialog("new-chat-dialog", "new-chat-phone"));
     $("new-group-button").addEventListener("click", () => this.openDialog("new-group-dialog", "new-group-name"));
     $("new-chat-form").addEventListener("submit", (e) => this.onNewChat(e));
@@ -268,6 +270,64 @@ class App {
     }
     this.clearOutbox();
     this.showAuth("You are logged out.");
+  }
+
+  // ---- sessions (this user's devices) ------------------------------------------------------
+
+  async openSessions() {
+    $("sessions-error").textContent = "";
+    $("sessions-list").replaceChildren();
+    $("sessions-dialog").showModal();
+    await this.loadSessions();
+  }
+
+  async loadSessions() {
+    let answer;
+    try {
+      answer = await this.session.request("GET", "/sessions");
+    } catch (error) {
+      $("sessions-error").textContent = error.message;
+      return;
+    }
+    const items = answer.sessions.map((s) =>
+      el(
+        "li",
+        { class: "session", "data-session-id": s.id, "data-current": s.current },
+        el("span", { class: "session-name", text: s.device_name || "Unnamed device" }),
+        el("span", { class: "session-when", text: s.current ? "this device" : `last used ${timeOf(s.last_used_at)}` }),
+        s.current
+          ? null
+          : el("button", {
+              type: "button",
+              class: "link-button session-logout",
+              text: "Log out",
+              "aria-label": `Log out ${s.device_name || "this unnamed device"}`,
+              onclick: () => this.onLogoutSession(s.id),
+            }),
+      ),
+    );
+    $("sessions-list").replaceChildren(...items);
+  }
+
+  async onLogoutSession(id) {
+    try {
+      await this.session.request("DELETE", `/sessions/${encodeURIComponent(id)}`);
+    } catch (error) {
+      // 404: it had ended already; the list below shows what is left either way.
+      if (error.status !== 404) $("sessions-error").textContent = error.message;
+    }
+    await this.loadSessions();
+  }
+
+  async onLogoutAll() {
+    try {
+      await this.session.logoutAll();
+    } catch (error) {
+      console.warn("logout-all:", error.message);
+    }
+    $("sessions-dialog").close();
+    this.clearOutbox();
+    this.showAuth("You are logged out on every device.");
   }
 
   // ---- conversations -----------------------------------------------------------------------
