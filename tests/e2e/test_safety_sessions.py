@@ -19,7 +19,7 @@ import requests
 import yaml
 from accounts_helpers import claims_for, signed_with_dev_key
 from conftest import ROOT
-from stack_client import ADDRESS, API, GROUP_VARS, PASSWORD, WS_URL, Api, Socket, random_phone
+from stack_client import ADDRESS, API, GROUP_VARS, PASSWORD, WS_URL, Api, Socket, auth_call, random_phone
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -52,22 +52,18 @@ class Session:
     def register(cls, device_name: str | None = None) -> Session:
         phone = random_phone()
         body = {"phone": phone, "password": PASSWORD, "display_name": "S"}
-        answer = Api().call(
-            "POST", "/auth/register", body | ({"device_name": device_name} if device_name else {})
-        )
+        answer = auth_call("/auth/register", body | ({"device_name": device_name} if device_name else {}))
         assert answer.status_code == 201, answer.text
         return cls(phone, answer.json())
 
     def login_again(self, device_name: str | None = None) -> Session:
         body = {"phone": self.phone, "password": PASSWORD}
-        answer = Api().call(
-            "POST", "/auth/login", body | ({"device_name": device_name} if device_name else {})
-        )
+        answer = auth_call("/auth/login", body | ({"device_name": device_name} if device_name else {}))
         assert answer.status_code == 200, answer.text
         return Session(self.phone, answer.json())
 
     def refresh_status(self) -> int:
-        return Api().call("POST", "/auth/refresh", {"refresh_token": self.refresh_token}).status_code
+        return auth_call("/auth/refresh", {"refresh_token": self.refresh_token}).status_code
 
     def socket(self, **kwargs: Any) -> Socket:
         return Socket(self.access_token, **kwargs)

@@ -164,8 +164,15 @@ class Browser:
         )
 
     def open_conversation(self, title: str) -> None:
-        entry = self.wait(lambda: self.list_entry(title), f"{title} in the conversation list")
-        self.driver.find_element(By.CSS_SELECTOR, f'.conv[data-id="{entry["id"]}"]').click()
+        def click() -> bool:
+            # Found and clicked in one try: the list re-renders when a message arrives, and a
+            # stale entry is looked up again (wait() retries StaleElementReferenceException).
+            entry = self.list_entry(title)
+            if entry:
+                self.driver.find_element(By.CSS_SELECTOR, f'.conv[data-id="{entry["id"]}"]').click()
+            return bool(entry)
+
+        self.wait(click, f"{title} in the conversation list, clicked")
         self.wait(lambda: self.by_id("chat-title").text == title, f"the conversation with {title} opens")
 
     def type(self, text: str) -> None:
