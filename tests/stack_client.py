@@ -77,6 +77,18 @@ class User:
         self.token: str = body["access_token"]
         self.api = Api(self.token)
 
+    def second_session(self) -> User:
+        """The same user logged in again (another device): its own token, its own session."""
+        answer = auth_call(
+            "/auth/login", {"phone": self.phone, "password": PASSWORD, "device_name": "second"}
+        )
+        assert answer.status_code == 200, answer.text
+        other = object.__new__(User)
+        other.name, other.phone, other.id = self.name, self.phone, self.id
+        other.token = answer.json()["access_token"]
+        other.api = Api(other.token)
+        return other
+
     def direct_with(self, other: User) -> str:
         answer = self.api.call("POST", "/conversations", {"type": "direct", "member_id": other.id})
         assert answer.status_code in (200, 201), answer.text

@@ -267,8 +267,9 @@ def mark_read(conversation_id: str) -> Response:
         mark = store.mark_receipt(conn, conversation_id, reader, body.up_to_seq, "read")
     if mark is None:
         raise NotFound("no such conversation")
+    # Also to the reader's own sockets (its other devices), so their unread counts follow.
     ctx.hub.publish_event(
-        ctx.hub.audience(conversation_id, reader, seq=mark),
+        [*ctx.hub.audience(conversation_id, reader, seq=mark), reader],
         {
             "type": "receipt",
             "conversation_id": conversation_id,

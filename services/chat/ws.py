@@ -187,8 +187,13 @@ def _receipt(ctx: ChatContext, conn: Connection, frame: ReceiptFrame) -> None:
         mark = store.mark_receipt(db, frame.conversation_id, conn.user_id, frame.up_to_seq, frame.status)
     if mark is None:
         raise NotFound("no such conversation")
+    audience = ctx.hub.audience(frame.conversation_id, conn.user_id, seq=mark)
+    # A read on one device is echoed to the reader's other sockets (its other sessions, other
+    # tabs), so their unread counts follow; never back to the socket that sent it.
+    if frame.status == "read":
+        audience = [*audience, conn.user_id]
     ctx.hub.publish_event(
-        ctx.hub.audience(frame.conversation_id, conn.user_id, seq=mark),
+        audience,
         {
             "type": "receipt",
             "conversation_id": frame.conversation_id,
@@ -196,6 +201,7 @@ def _receipt(ctx: ChatContext, conn: Connection, frame: ReceiptFrame) -> None:
             "up_to_seq": mark,
             "status": frame.status,
         },
+        except_conn=conn.id if frame.status == "read" else None,
     )
 
 

@@ -110,6 +110,42 @@ def test_receipts_and_unread_counts(pair):
     assert listed[conversation]["unread_count"] == 0
 
 
+def test_a_read_on_one_device_reaches_the_readers_other_devices_not_itself(pair):
+    """Sessions and several devices: a `read` receipt goes to the reader's own other sockets
+    too (with the reader's user_id), so their unread counts follow; `delivered` does not."""
+    alice, bob = pair
+    conversation = alice.direct_with(bob)
+    laptop = bob.second_session()
+    with alice.socket() as a, bob.socket() as phone, laptop.socket() as other:
+        last = a.send_message(conversation, "read me on the phone")["message"]
+        for status in ("delivered", "read"):
+            phone.send(
+                {
+                    "type": "receipt",
+                    "conversation_id": conversation,
+                    "up_to_seq": last["seq"],
+                    "status": status,
+                }
+            )
+            a.wait_for(lambda f, s=status: f["type"] == "receipt" and f["status"] == s)
+        echoed = other.wait_for(lambda f: f["type"] == "receipt")
+        assert echoed == {
+            "type": "receipt",
+            "conversation_id": conversation,
+            "user_id": bob.id,
+            "up_to_seq": last["seq"],
+            "status": "read",
+        }
+        time.sleep(0.5)  # anything echoed back to the phone itself would be here by now
+        assert all(f["user_id"] != bob.id for f in phone.of_type("receipt")), phone.of_type("receipt")
+        # A read mark over REST (no socket sent it) is echoed to every socket of the reader.
+        marked = bob.api.call("POST", f"/conversations/{conversation}/read", {"up_to_seq": last["seq"]})
+        assert marked.status_code == 204
+        other.wait_for(lambda f: f["type"] == "receipt" and len(other.of_type("receipt")) == 2)
+        phone.wait_for(lambda f: f["type"] == "receipt" and f["user_id"] == bob.id)
+        assert [f["status"] for f in other.of_type("receipt")] == ["read", "read"]
+
+
 def test_typing_reaches_the_other_member_only(pair):
     alice, bob = pair
     conversation = alice.direct_with(bob)

@@ -72,6 +72,19 @@ const msg = (seq, sender = bob, extra = {}) => ({ id: `m${seq}`, conversation_id
   s.upsertConversation({ ...direct, unread_count: 3, last_message: msg(6) }); // stale list answer
   out.unreadAfterStaleList = s.conversation("c1").unread;
 }
+{ // read on another device of mine: the unread count follows, no tick changes
+  const s = new Store(me);
+  s.upsertConversation({ ...direct, unread_count: 3, last_message: msg(3) });
+  s.addMessage(msg(1)); s.addMessage(msg(2)); s.addMessage(msg(3));
+  out.echoedOlder = s.applyReceipt({ conversation_id: "c1", user_id: me, up_to_seq: 2, status: "read" });
+  out.unreadAfterOlderEcho = s.conversation("c1").unread;
+  out.echoedAll = s.applyReceipt({ conversation_id: "c1", user_id: me, up_to_seq: 3, status: "read" });
+  out.unreadAfterEcho = s.conversation("c1").unread;
+  out.readMarkAfterEcho = s.takeReadMark("c1");
+  out.echoedDelivered = s.applyReceipt(
+    { conversation_id: "c1", user_id: me, up_to_seq: 3, status: "delivered" });
+  out.marksAfterEcho = s.exportMarks("c1");
+}
 { // ticks in a direct chat and in a group (every other member counts)
   const s = new Store(me); s.upsertConversation(direct);
   s.ack("k2", msg(2, me));
@@ -147,6 +160,15 @@ def test_unread_counts_do_not_count_a_catch_up_twice(result):
     assert result["readMarkAgain"] is None
     assert result["unreadAfterRead"] == 0
     assert result["unreadAfterStaleList"] == 0
+
+
+def test_a_read_on_another_device_of_mine_clears_the_unread_count_here(result):
+    assert result["echoedOlder"] is True
+    assert result["unreadAfterOlderEcho"] == 3  # part read elsewhere: the count stays until all is read
+    assert (result["echoedAll"], result["unreadAfterEcho"]) == (True, 0)
+    assert result["readMarkAfterEcho"] is None  # nothing left to mark read from here
+    assert result["echoedDelivered"] is False
+    assert result["marksAfterEcho"] == {}  # ticks count the other members' receipts only
 
 
 def test_ticks_follow_the_receipts_of_every_other_member(result):

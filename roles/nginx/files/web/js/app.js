@@ -920,7 +920,8 @@ class App {
       case "receipt":
         if (this.store.applyReceipt(frame)) {
           localStorage.setItem(this.readMarksKey(frame.conversation_id), JSON.stringify(this.store.exportMarks(frame.conversation_id)));
-          if (frame.conversation_id === this.openId) this.renderMessages();
+          if (frame.user_id === this.store.me) this.renderList(); // read on another device
+          else if (frame.conversation_id === this.openId) this.renderMessages();
         }
         return;
       case "typing":

@@ -238,7 +238,15 @@ export class Store {
 
   applyReceipt({ conversation_id, user_id, up_to_seq, status }) {
     const conv = this.conversations.get(conversation_id);
-    if (!conv || user_id === this.me) return false;
+    if (!conv) return false;
+    if (user_id === this.me) {
+      // Read on another device of mine: what it read is no longer unread here.
+      if (status !== "read" || up_to_seq <= conv.readSent) return false;
+      conv.readSent = up_to_seq;
+      conv.deliveredSent = Math.max(conv.deliveredSent, up_to_seq);
+      if (up_to_seq >= conv.lastSeq) conv.unread = 0;
+      return true;
+    }
     const mark = conv.marks.get(user_id) || { delivered: 0, read: 0 };
     mark.delivered = Math.max(mark.delivered, up_to_seq);
     if (status === "read") mark.read = Math.max(mark.read, up_to_seq);
