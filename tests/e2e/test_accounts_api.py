@@ -52,7 +52,8 @@ pytestmark = pytest.mark.docker
 USER_FIELDS = {"id", "phone", "display_name", "about", "avatar_url", "created_at"}
 # Only the own profile carries the presence-privacy setting.
 OWN_FIELDS = USER_FIELDS | {"last_seen_visibility"}
-PAIR_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in"}
+# The session the pair belongs to comes with it (contract v1.1: Sessions and several devices).
+PAIR_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in", "session_id"}
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 
