@@ -5,8 +5,9 @@ Works against MongoDB and the SecantusDB stand-in alike (mongodump is not in the
 image, and a wire-protocol dump needs nothing but a driver). Layout of a dump folder:
   <collection>.bson          the documents, BSON one after another
   <collection>.indexes.json  the index specs (name, key, unique, expireAfterSeconds...)
-Credentials come from the environment: MONGO_HOST, MONGO_PORT, MONGO_USER, MONGO_PASSWORD,
-MONGO_AUTH_DB, MONGO_DB.
+Credentials come from the environment: MONGO_HOST, MONGO_PORT, MONGO_USER, MONGO_PASSWORD
+(or MONGO_PASSWORD_FILE, a file holding it), MONGO_AUTH_DB, MONGO_DB. The playbooks run it in
+a one-off container of the services' image on the backend network (playbooks/tasks/mongo_dump.yml).
 """
 
 from __future__ import annotations
@@ -23,12 +24,19 @@ BATCH = 1000
 INDEX_OPTIONS = ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression", "collation")
 
 
+def password() -> str:
+    path = os.environ.get("MONGO_PASSWORD_FILE")
+    if path:
+        return Path(path).read_text(encoding="utf-8").rstrip("\n")
+    return os.environ["MONGO_PASSWORD"]
+
+
 def connect():
     client = MongoClient(
         os.environ["MONGO_HOST"],
         int(os.environ["MONGO_PORT"]),
         username=os.environ["MONGO_USER"],
-        password=os.environ["MONGO_PASSWORD"],
+        password=password(),
         authSource=os.environ.get("MONGO_AUTH_DB", "admin"),
         directConnection=True,
         serverSelectionTimeoutMS=10000,
