@@ -48,6 +48,7 @@ class SendRequest:
     body: str
     ttl_seconds: int | None
     request_id: str | None
+    encrypted: bool = False
     # Filled by the stages:
     row: dict[str, Any] | None = None
     created: bool = False
@@ -90,6 +91,7 @@ def _record(conn: Any, batch: list[SendRequest]) -> None:
             "client_msg_id": r.client_msg_id,
             "body": r.body,
             "ttl_seconds": r.ttl_seconds,
+            "encrypted": r.encrypted,
         }
         counts[r.conversation_id] = counts.get(r.conversation_id, 0) + 1
     if new:

@@ -34,6 +34,7 @@ def send_message(  # noqa: PLR0913 - keyword-only: the frame's fields, named
     body: str,
     ttl_seconds: int | None,
     request_id: str | None,
+    encrypted: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """(message, created): accepted durably once this returns; raises NotFound/Forbidden/Unavailable.
 
@@ -48,6 +49,7 @@ def send_message(  # noqa: PLR0913 - keyword-only: the frame's fields, named
             body=body,
             ttl_seconds=ttl_seconds,
             request_id=request_id,
+            encrypted=encrypted,
         )
     )
     assert accepted.row is not None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from services.common.bodies import RequestModel
 
 MAX_BODY_CHARS = 4096
+# An end-to-end encrypted body is opaque: any text of 1..65536 characters (the contract).
+MAX_ENCRYPTED_BODY_CHARS = 65_536
 MAX_TTL_SECONDS = 7 * 86_400
 
 
@@ -28,6 +30,25 @@ def check_not_blank(value: str) -> str:
 
 Uuid = Annotated[str, AfterValidator(check_uuid)]
 Body = Annotated[str, Field(min_length=1, max_length=MAX_BODY_CHARS), AfterValidator(check_not_blank)]
+# A body that may be encrypted: the plain rules (4096, not blank) are checked by the model.
+AnyBody = Annotated[str, Field(min_length=1, max_length=MAX_ENCRYPTED_BODY_CHARS)]
+
+
+class _MaybeEncrypted(RequestModel):
+    """`body` with `encrypted`: opaque when true, the plain message rules otherwise."""
+
+    body: AnyBody
+    encrypted: bool = False
+
+    @model_validator(mode="after")
+    def _plain_rules(self) -> _MaybeEncrypted:
+        if not self.encrypted:
+            if len(self.body) > MAX_BODY_CHARS:
+                raise ValueError(f"body must have at most {MAX_BODY_CHARS} characters unless encrypted")
+            check_not_blank(self.body)
+        return self
+
+
 ClientMsgId = Annotated[str, Field(min_length=1, max_length=128)]
 TtlSeconds = Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)]
 Seq = Annotated[int, Field(ge=0, le=2**62)]
@@ -48,9 +69,8 @@ class MemberRequest(RequestModel):
     user_id: Uuid
 
 
-class SendMessageRequest(RequestModel):
+class SendMessageRequest(_MaybeEncrypted):
     client_msg_id: ClientMsgId
-    body: Body
     ttl_seconds: TtlSeconds | None = None
 
 
@@ -61,11 +81,10 @@ class ReadRequest(RequestModel):
 # ---- WebSocket frames (client to server) -----------------------------------------------------
 
 
-class SendFrame(RequestModel):
+class SendFrame(_MaybeEncrypted):
     type: Literal["message.send"]
     client_msg_id: ClientMsgId
     conversation_id: Uuid
-    body: Body
     ttl_seconds: TtlSeconds | None = None
 
 

@@ -252,6 +252,7 @@ def post_message(conversation_id: str) -> tuple[Response, int]:
         client_msg_id=body.client_msg_id,
         body=body.body,
         ttl_seconds=body.ttl_seconds,
+        encrypted=body.encrypted,
         request_id=g.get("request_id"),
     )
     return jsonify(message), 201 if created else 200

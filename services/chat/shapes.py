@@ -21,6 +21,8 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
     }
     if row.get("expires_at") is not None:
         message["expires_at"] = rfc3339(row["expires_at"])
+    if row.get("encrypted"):
+        message["encrypted"] = True
     return message
 
 

@@ -16,7 +16,7 @@ Row = dict[str, Any]
 CONVERSATION_COLUMNS = "c.id, c.type, c.title, c.created_at, c.last_seq"
 MESSAGE_COLUMNS = (
     "m.id, m.conversation_id, m.seq, m.sender_id, m.client_msg_id, m.body, m.created_at, "
-    "m.expires_at, m.deleted_at, m.stored_at"
+    "m.expires_at, m.deleted_at, m.stored_at, m.encrypted"
 )
 
 
@@ -407,11 +407,13 @@ def insert_messages(conn: psycopg.Connection, messages: list[Row]) -> list[Row]:
     rows = conn.execute(
         f"""
         INSERT INTO conversations.messages AS m
-            (id, conversation_id, seq, sender_id, client_msg_id, body, expires_at)
+            (id, conversation_id, seq, sender_id, client_msg_id, body, expires_at, encrypted)
         SELECT v.id, v.conversation_id, v.seq, v.sender_id, v.client_msg_id, v.body,
-               CASE WHEN v.ttl IS NULL THEN NULL ELSE now() + make_interval(secs => v.ttl) END
-        FROM unnest(%s::text[], %s::uuid[], %s::bigint[], %s::uuid[], %s::text[], %s::text[], %s::int[])
-             AS v(id, conversation_id, seq, sender_id, client_msg_id, body, ttl)
+               CASE WHEN v.ttl IS NULL THEN NULL ELSE now() + make_interval(secs => v.ttl) END,
+               v.encrypted
+        FROM unnest(%s::text[], %s::uuid[], %s::bigint[], %s::uuid[], %s::text[], %s::text[], %s::int[],
+                    %s::boolean[])
+             AS v(id, conversation_id, seq, sender_id, client_msg_id, body, ttl, encrypted)
         RETURNING {MESSAGE_COLUMNS}
         """,
         (
@@ -422,6 +424,7 @@ def insert_messages(conn: psycopg.Connection, messages: list[Row]) -> list[Row]:
             [m["client_msg_id"] for m in messages],
             [m["body"] for m in messages],
             [m["ttl_seconds"] for m in messages],
+            [bool(m.get("encrypted")) for m in messages],
         ),
     ).fetchall()
     return sorted(rows, key=lambda r: (str(r["conversation_id"]), int(r["seq"])))

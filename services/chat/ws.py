@@ -176,6 +176,7 @@ def _send(ctx: ChatContext, conn: Connection, frame: SendFrame) -> None:
             client_msg_id=ref,
             body=frame.body,
             ttl_seconds=frame.ttl_seconds,
+            encrypted=frame.encrypted,
             request_id=g.get("request_id") or new_request_id(),
             on_done=answered,
         )

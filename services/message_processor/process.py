@@ -53,10 +53,12 @@ class QueuedMessage(BaseModel):
     seq: int = Field(ge=1)
     sender_id: str = Field(min_length=1, max_length=64)
     client_msg_id: str = Field(min_length=1, max_length=128)
-    body: str = Field(max_length=4096)
+    # Opaque text of up to 65536 characters when encrypted (never parsed, never pushed).
+    body: str = Field(max_length=65536)
     created_at: datetime
     expires_at: datetime | None = None
     status: str = "sent"
+    encrypted: bool = False
 
 
 class QueuedPayload(BaseModel):
@@ -101,6 +103,8 @@ def message_json(m: QueuedMessage) -> dict[str, Any]:
     }
     if m.expires_at is not None:
         body["expires_at"] = rfc3339(m.expires_at)
+    if m.encrypted:
+        body["encrypted"] = True
     return body
 
 
@@ -115,6 +119,7 @@ def _document(message: QueuedMessage) -> dict[str, Any]:
         "created_at": message.created_at,
         "expires_at": message.expires_at,
         "deleted": False,
+        "encrypted": message.encrypted,
     }
 
 
@@ -194,7 +199,8 @@ def process_batch(ctx: ProcessorContext, payloads: list[QueuedPayload]) -> Batch
                     "message_id": m.id,
                     "sender_id": m.sender_id,
                     "sent_at": rfc3339(m.created_at),
-                    "body": m.body,
+                    # An encrypted body is the clients' own: never in a push.
+                    "body": None if m.encrypted else m.body,
                     "request_id": request_ids.get(m.id),
                 },
                 message_id=f"{m.id}:{user}",

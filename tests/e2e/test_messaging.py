@@ -146,6 +146,38 @@ def test_a_read_on_one_device_reaches_the_readers_other_devices_not_itself(pair)
         assert [f["status"] for f in other.of_type("receipt")] == ["read", "read"]
 
 
+def test_an_encrypted_message_is_stored_and_delivered_unchanged(pair):
+    """`encrypted: true`: the body is opaque (any text, longer than a plain message's 4096),
+    delivered live and kept in history exactly as sent, marked `encrypted`."""
+    alice, bob = pair
+    conversation = alice.direct_with(bob)
+    opaque = "  " + "Zm9vYmFy" * 1000 + "=="  # 8,004 characters, leading blanks: never parsed
+    with alice.socket() as a, bob.socket() as b:
+        ack = a.send_message(conversation, opaque, encrypted=True)
+        assert ack["type"] == "message.ack", ack
+        live = b.wait_for(lambda f: f["type"] == "message.new")["message"]
+        assert (live["body"], live.get("encrypted")) == (opaque, True)
+    over_rest = alice.api.call(
+        "POST",
+        f"/conversations/{conversation}/messages",
+        {"client_msg_id": str(uuid.uuid4()), "body": "c2VjcmV0", "encrypted": True},
+    )
+    assert over_rest.status_code == 201, over_rest.text
+    assert over_rest.json()["encrypted"] is True
+    # A plain message keeps its rules and carries no flag.
+    plain = alice.api.call(
+        "POST",
+        f"/conversations/{conversation}/messages",
+        {"client_msg_id": str(uuid.uuid4()), "body": "x" * 4097},
+    )
+    assert plain.status_code == 400 and plain.json()["error"]["code"] == "validation_error"
+    deadline = time.monotonic() + 30
+    while len(history := bob.history(conversation)) < 2:
+        assert time.monotonic() < deadline, history
+        time.sleep(0.5)
+    assert [(m["body"], m.get("encrypted")) for m in history] == [(opaque, True), ("c2VjcmV0", True)]
+
+
 def test_typing_reaches_the_other_member_only(pair):
     alice, bob = pair
     conversation = alice.direct_with(bob)

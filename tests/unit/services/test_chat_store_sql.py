@@ -161,3 +161,42 @@ def test_with_mongodb_down_history_is_503_and_delete_leaves_every_body_as_it_was
         "SELECT body, deleted_at FROM conversations.messages WHERE id = %s", (message_id,)
     ).fetchone()
     assert row == {"body": f"m{1}", "deleted_at": None}
+
+
+def test_an_encrypted_message_keeps_its_long_opaque_body_and_a_plain_one_is_held_to_4096(conn):
+    alice, bob = new_users(conn, 2)
+    conversation, _ = store.create_direct(conn, alice, bob)
+    (last,) = store.allocate_seqs(conn, {conversation: 1}).values()
+    opaque = "A" * 65_536
+    (row,) = store.insert_messages(
+        conn,
+        [
+            {
+                "id": uuid.uuid4().hex,
+                "conversation_id": conversation,
+                "seq": last,
+                "sender_id": alice,
+                "client_msg_id": "enc-1",
+                "body": opaque,
+                "ttl_seconds": None,
+                "encrypted": True,
+            }
+        ],
+    )
+    assert row["encrypted"] is True and row["body"] == opaque
+    (last,) = store.allocate_seqs(conn, {conversation: 1}).values()
+    with pytest.raises(psycopg.errors.CheckViolation):
+        store.insert_messages(
+            conn,
+            [
+                {
+                    "id": uuid.uuid4().hex,
+                    "conversation_id": conversation,
+                    "seq": last,
+                    "sender_id": alice,
+                    "client_msg_id": "plain-1",
+                    "body": "B" * 4097,
+                    "ttl_seconds": None,
+                }
+            ],
+        )

@@ -96,6 +96,23 @@ def test_send_frame_limits():
             SendFrame.model_validate(frame)
 
 
+def test_an_encrypted_body_is_opaque_up_to_65536_characters():
+    conversation = str(uuid.uuid4())
+    base = {"type": "message.send", "client_msg_id": "c1", "conversation_id": conversation}
+    for body in ("x" * 65_536, "   ", "\u00e9" * 5000):
+        assert SendFrame.model_validate(base | {"body": body, "encrypted": True}).body == body
+    for bad in (
+        {"body": "x" * 65_537, "encrypted": True},
+        {"body": "", "encrypted": True},
+        {"encrypted": "yes"},
+    ):
+        with pytest.raises(ValueError):
+            SendFrame.model_validate(base | {"body": "hi"} | bad)
+    # Without the flag the plain rules stand: 4096 characters, not blank.
+    with pytest.raises(ValueError, match="at most 4096"):
+        SendFrame.model_validate(base | {"body": "x" * 4097})
+
+
 def test_direct_key_is_the_same_for_both_orders():
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     assert direct_key(a, b) == direct_key(b, a)
