@@ -424,10 +424,7 @@ def put_keys(
     # The upsert holds the session's row lock until the transaction ends.
     if not one_time_prekeys:
         return
-    stock = conn.execute(
-        "SELECT count(*) AS n FROM accounts.one_time_prekeys WHERE session_id = %(s)s", {"s": session_id}
-    ).fetchone()["n"]
-    if stock + len(one_time_prekeys) > limit:
+    if count_prekeys(conn, session_id) + len(one_time_prekeys) > limit:
         raise TooManyPrekeys
     try:
         with conn.transaction(), conn.cursor() as cur:

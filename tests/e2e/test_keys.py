@@ -9,7 +9,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from stack_client import PASSWORD, Api, User, auth_call
+from stack_client import User
 
 pytestmark = pytest.mark.docker
 
@@ -31,15 +31,9 @@ def keys(prekeys: range) -> dict:
     }
 
 
-def second_session(user: User) -> Api:
-    answer = auth_call("/auth/login", {"phone": user.phone, "password": PASSWORD, "device_name": "laptop"})
-    assert answer.status_code == 200, answer.text
-    return Api(answer.json()["access_token"])
-
-
 def test_two_devices_publish_keys_and_each_claim_takes_a_prekey_from_each():
     bob, alice = User("Bob with keys"), User("Alice fetching keys")
-    laptop = second_session(bob)
+    laptop = bob.second_session().api
     assert bob.api.call("PUT", "/keys", keys(range(5))).status_code == 204
     assert laptop.call("PUT", "/keys", keys(range(100, 103))).status_code == 204
     assert bob.api.call("GET", "/keys/count").json() == {"one_time_prekeys": 5}
