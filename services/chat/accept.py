@@ -35,7 +35,7 @@ from services.chat import store
 from services.chat.context import ChatContext
 from services.chat.shapes import queue_payload
 from services.common.amqp import Outgoing, PublishError
-from services.common.errors import Forbidden, NotFound, Unavailable
+from services.common.errors import Forbidden, NotFound, Unavailable, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class SendRequest:
     ttl_seconds: int | None
     request_id: str | None
     encrypted: bool = False
+    reply_to: str | None = None
     # Filled by the stages:
     row: dict[str, Any] | None = None
     created: bool = False
@@ -81,8 +82,19 @@ def _record(conn: Any, batch: list[SendRequest]) -> None:
     existing = store.find_by_client_msg_ids(conn, list({r.key for r in valid}))
     new: dict[tuple[str, str, str], dict[str, Any]] = {}
     counts: dict[str, int] = {}
+    # A reply names a message of the same conversation its sender may see; checked for new
+    # messages only (a repeat answers with the message accepted the first time).
+    replies = store.replies_allowed(
+        conn,
+        list(
+            {(r.conversation_id, r.sender, r.reply_to) for r in valid if r.reply_to and r.key not in existing}
+        ),
+    )
     for r in valid:
         if r.key in existing or r.key in new:
+            continue
+        if r.reply_to and (r.conversation_id, r.sender, r.reply_to) not in replies:
+            r.error = ValidationError("reply_to: no message of this conversation that you can see")
             continue
         new[r.key] = {
             "id": str(uuid.uuid4()),
@@ -92,6 +104,7 @@ def _record(conn: Any, batch: list[SendRequest]) -> None:
             "body": r.body,
             "ttl_seconds": r.ttl_seconds,
             "encrypted": r.encrypted,
+            "reply_to": r.reply_to,
         }
         counts[r.conversation_id] = counts.get(r.conversation_id, 0) + 1
     if new:
@@ -103,7 +116,7 @@ def _record(conn: Any, batch: list[SendRequest]) -> None:
             next_seq[message["conversation_id"]] += 1
         for row in store.insert_messages(conn, list(new.values())):
             existing[(str(row["conversation_id"]), str(row["sender_id"]), row["client_msg_id"])] = row
-    _settle(valid, existing, {m["id"] for m in new.values()})
+    _settle([r for r in valid if r.error is None], existing, {m["id"] for m in new.values()})
 
 
 def _settle(

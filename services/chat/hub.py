@@ -37,6 +37,7 @@ from services.chat import history, store
 from services.chat.context import ChatContext
 from services.chat.messages import message_json
 from services.common.errors import RateLimited, Unauthorized
+from services.common.members import seeing
 from services.common.sessions import ENDED_KEY, SESSIONS_CHANNEL, ended_among, parse_announcement
 from services.common.times import rfc3339, utcnow
 
@@ -471,7 +472,12 @@ class Hub:
             self._members_cache.clear()
         return marks
 
-    def _blockers(self, user_id: str) -> set[str]:
+    def seeing(self, conversation_id: str, seq: int) -> list[str]:
+        """The members whose view holds the message with this seq (edits and reactions go
+        to them)."""
+        return seeing(self._member_marks(conversation_id), seq)
+
+    def blockers(self, user_id: str) -> set[str]:
         now = time.monotonic()
         cached = self._blockers_cache.get(user_id)
         if cached and now - cached[0] < MEMBERS_CACHE_SECONDS:
@@ -490,7 +496,7 @@ class Hub:
         marks = self._member_marks(conversation_id)
         if sender not in marks:
             return []
-        blockers = self._blockers(sender)
+        blockers = self.blockers(sender)
         return [
             member
             for member, visible_after in marks.items()

@@ -35,6 +35,7 @@ def send_message(  # noqa: PLR0913 - keyword-only: the frame's fields, named
     ttl_seconds: int | None,
     request_id: str | None,
     encrypted: bool = False,
+    reply_to: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """(message, created): accepted durably once this returns; raises NotFound/Forbidden/Unavailable.
 
@@ -50,6 +51,7 @@ def send_message(  # noqa: PLR0913 - keyword-only: the frame's fields, named
             ttl_seconds=ttl_seconds,
             request_id=request_id,
             encrypted=encrypted,
+            reply_to=reply_to,
         )
     )
     assert accepted.row is not None

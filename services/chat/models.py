@@ -50,6 +50,7 @@ class _MaybeEncrypted(RequestModel):
 
 
 ClientMsgId = Annotated[str, Field(min_length=1, max_length=128)]
+MessageId = Annotated[str, Field(min_length=1, max_length=64)]
 TtlSeconds = Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)]
 Seq = Annotated[int, Field(ge=0, le=2**62)]
 
@@ -72,6 +73,18 @@ class MemberRequest(RequestModel):
 class SendMessageRequest(_MaybeEncrypted):
     client_msg_id: ClientMsgId
     ttl_seconds: TtlSeconds | None = None
+    reply_to: MessageId | None = None
+
+
+class EditRequest(RequestModel):
+    """`PATCH /messages/{id}`: the new body, under the rules of the message's own kind
+    (checked against the message: plain 1..4096 and not blank, encrypted 1..65536)."""
+
+    body: AnyBody
+
+
+class ReactionRequest(RequestModel):
+    emoji: Annotated[str, Field(min_length=1, max_length=16), AfterValidator(check_not_blank)]
 
 
 class ReadRequest(RequestModel):
@@ -86,6 +99,7 @@ class SendFrame(_MaybeEncrypted):
     client_msg_id: ClientMsgId
     conversation_id: Uuid
     ttl_seconds: TtlSeconds | None = None
+    reply_to: MessageId | None = None
 
 
 class ReceiptFrame(RequestModel):

@@ -17,18 +17,22 @@ from services.chat import history, store
 from services.chat.context import chat_context
 from services.chat.messages import message_json, send_message
 from services.chat.models import (
+    MAX_BODY_CHARS,
     DirectConversationRequest,
+    EditRequest,
     GroupConversationRequest,
     MemberRequest,
+    ReactionRequest,
     ReadRequest,
     SendMessageRequest,
+    check_not_blank,
     check_uuid,
 )
 from services.common.auth import require_user
 from services.common.bodies import json_object, parse_body
 from services.common.errors import Conflict, Forbidden, NotFound, ValidationError
 from services.common.mongo import MESSAGES
-from services.common.times import rfc3339
+from services.common.times import rfc3339, utcnow
 
 API_PREFIX = "/api/v1"
 DEFAULT_PAGE = 50
@@ -234,8 +238,11 @@ def list_messages(conversation_id: str) -> Response:
     limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
     conversation = _visible_conversation(conversation_id, viewer)
     floor = int(conversation["visible_after_seq"])  # what came before the viewer joined
-    docs = history.page_before(chat_context().mongo, str(conversation["id"]), before_seq, limit, floor)
-    messages = [message_json(d) for d in docs]
+    ctx = chat_context()
+    docs = history.page_before(ctx.mongo, str(conversation["id"]), before_seq, limit, floor)
+    with ctx.db.connection() as conn:
+        reactions = store.reactions_of(conn, [str(d["_id"]) for d in docs])
+    messages = [message_json(d) | {"reactions": reactions.get(str(d["_id"]), [])} for d in docs]
     next_before = messages[-1]["seq"] if len(messages) == limit and messages[-1]["seq"] > floor + 1 else None
     return jsonify({"messages": messages, "next_before_seq": next_before})
 
@@ -253,6 +260,7 @@ def post_message(conversation_id: str) -> tuple[Response, int]:
         body=body.body,
         ttl_seconds=body.ttl_seconds,
         encrypted=body.encrypted,
+        reply_to=body.reply_to,
         request_id=g.get("request_id"),
     )
     return jsonify(message), 201 if created else 200
@@ -285,8 +293,7 @@ def mark_read(conversation_id: str) -> Response:
 @messages_bp.delete("/<message_id>")
 def delete_message(message_id: str) -> Response:
     sender = require_user()
-    if not 1 <= len(message_id) <= 64:
-        raise NotFound("no such message")
+    message_id = _message_id(message_id)
     ctx = chat_context()
     with ctx.db.transaction() as conn:
         row = store.delete_message(conn, message_id, sender)
@@ -303,3 +310,91 @@ def delete_message(message_id: str) -> Response:
         {"type": "message.deleted", "conversation_id": conversation_id, "message_id": row["id"]},
     )
     return Response(status=204)
+
+
+def _message_id(message_id: str) -> str:
+    if not 1 <= len(message_id) <= 64:
+        raise NotFound("no such message")
+    return message_id
+
+
+@messages_bp.patch("/<message_id>")
+def edit_message(message_id: str) -> Response:
+    """The sender replaces the body within EDIT_WINDOW; members get `message.edited`."""
+    editor = require_user()
+    message_id = _message_id(message_id)
+    body = parse_body(EditRequest)
+    ctx = chat_context()
+    with ctx.db.transaction() as conn:
+        row = store.message_for(conn, message_id, editor, lock=True)
+        if row is None:
+            raise NotFound("no such message")
+        if str(row["sender_id"]) != editor:
+            raise Forbidden("only the sender can edit a message")
+        if row["deleted_at"] is not None:
+            raise Conflict("a deleted message cannot be edited")
+        if utcnow() - row["created_at"] > store.EDIT_WINDOW:
+            raise Conflict("a message can be edited within 15 minutes of sending only")
+        if not row["encrypted"]:
+            if len(body.body) > MAX_BODY_CHARS:
+                raise ValidationError(f"body: must have at most {MAX_BODY_CHARS} characters unless encrypted")
+            try:
+                check_not_blank(body.body)
+            except ValueError as exc:
+                raise ValidationError(f"body: {exc}") from None
+        edited = store.edit_message(conn, message_id, body.body)
+        # As in a delete: the stored copy changes before the row commits (a MongoDB failure
+        # rolls the edit back: 503, nothing changed). Not stored yet: message_processor sees
+        # edited_at when it stores the message and writes the last body then.
+        ctx.mongo[MESSAGES].update_one(
+            {"_id": message_id}, {"$set": {"body": edited["body"], "edited_at": edited["edited_at"]}}
+        )
+    message = message_json(edited)
+    conversation_id = message["conversation_id"]
+    ctx.hub.publish_event(
+        ctx.hub.seeing(conversation_id, message["seq"]), {"type": "message.edited", "message": message}
+    )
+    return jsonify(message)
+
+
+def _react(message_id: str, emoji: str | None) -> Response:
+    reactor = require_user()
+    message_id = _message_id(message_id)
+    ctx = chat_context()
+    with ctx.db.transaction() as conn:
+        row = store.message_for(conn, message_id, reactor)
+        if row is None or row["deleted_at"] is not None:
+            raise NotFound("no such message")
+        conversation_id = str(row["conversation_id"])
+        if row["conversation_type"] == "direct" and store.blockers_among(
+            conn, reactor, [m for m in store.member_ids(conn, conversation_id) if m != reactor]
+        ):
+            raise Forbidden("you cannot react in this conversation", code="blocked")
+        changed = store.set_reaction(conn, message_id, reactor, emoji)
+    if changed:
+        # Everyone who sees the message, the reactor's other sockets too; never those who
+        # blocked the reactor (as with typing and receipts).
+        blockers = ctx.hub.blockers(reactor)
+        ctx.hub.publish_event(
+            [m for m in ctx.hub.seeing(conversation_id, int(row["seq"])) if m not in blockers],
+            {
+                "type": "reaction",
+                "conversation_id": conversation_id,
+                "message_id": message_id,
+                "user_id": reactor,
+                "emoji": emoji,
+            },
+        )
+    return Response(status=204)
+
+
+@messages_bp.put("/<message_id>/reaction")
+def put_reaction(message_id: str) -> Response:
+    """One reaction per member per message: a new one replaces the old."""
+    body = parse_body(ReactionRequest)
+    return _react(message_id, body.emoji)
+
+
+@messages_bp.delete("/<message_id>/reaction")
+def delete_reaction(message_id: str) -> Response:
+    return _react(message_id, None)

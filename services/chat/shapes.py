@@ -23,6 +23,10 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         message["expires_at"] = rfc3339(row["expires_at"])
     if row.get("encrypted"):
         message["encrypted"] = True
+    if row.get("reply_to") is not None:
+        message["reply_to"] = row["reply_to"]
+    if row.get("edited_at") is not None:
+        message["edited_at"] = rfc3339(row["edited_at"])
     return message
 
 

@@ -16,8 +16,10 @@ Row = dict[str, Any]
 CONVERSATION_COLUMNS = "c.id, c.type, c.title, c.created_at, c.last_seq"
 MESSAGE_COLUMNS = (
     "m.id, m.conversation_id, m.seq, m.sender_id, m.client_msg_id, m.body, m.created_at, "
-    "m.expires_at, m.deleted_at, m.stored_at, m.encrypted"
+    "m.expires_at, m.deleted_at, m.stored_at, m.encrypted, m.reply_to, m.edited_at"
 )
+# How long after sending its sender may still edit a message (the contract: 15 minutes).
+EDIT_WINDOW = timedelta(minutes=15)
 
 
 def direct_key(a: str, b: str) -> str:
@@ -260,8 +262,9 @@ def list_conversations(
 
 
 def delete_message(conn: psycopg.Connection, message_id: str, sender: str) -> Row | None:
-    """Erase a message's body for everyone; None unless `sender` sent it (and it still exists)."""
-    return conn.execute(
+    """Erase a message's body (and its reactions) for everyone; None unless `sender` sent it
+    (and it still exists)."""
+    row = conn.execute(
         f"""
         UPDATE conversations.messages m SET body = NULL, deleted_at = COALESCE(deleted_at, now())
         WHERE m.id = %s AND m.sender_id = %s AND m.body IS NOT NULL
@@ -269,6 +272,97 @@ def delete_message(conn: psycopg.Connection, message_id: str, sender: str) -> Ro
         """,
         (message_id, sender),
     ).fetchone()
+    if row is not None:
+        conn.execute("DELETE FROM conversations.reactions WHERE message_id = %s", (message_id,))
+    return row
+
+
+def message_for(conn: psycopg.Connection, message_id: str, viewer: str, *, lock: bool = False) -> Row | None:
+    """The message as `viewer` may see it (a member, the seq after its view begins, not
+    expired), with `deleted_at` set when deleted for everyone and `conversation_type`;
+    None otherwise. `lock`: the row locked for this transaction (an edit)."""
+    return conn.execute(
+        f"""
+        SELECT {MESSAGE_COLUMNS}, c.type AS conversation_type
+        FROM conversations.messages m
+        JOIN conversations.conversations c ON c.id = m.conversation_id
+        JOIN conversations.members me ON me.conversation_id = m.conversation_id AND me.user_id = %(viewer)s
+        WHERE m.id = %(id)s AND m.seq > me.visible_after_seq
+          AND (m.expires_at IS NULL OR m.expires_at > now())
+          AND (m.body IS NOT NULL OR m.deleted_at IS NOT NULL)
+        {"FOR UPDATE OF m" if lock else ""}
+        """,
+        {"id": message_id, "viewer": viewer},
+    ).fetchone()
+
+
+def edit_message(conn: psycopg.Connection, message_id: str, body: str) -> Row:
+    """Replace the body of a message (checked and locked by the caller); the row after."""
+    return conn.execute(
+        f"""
+        UPDATE conversations.messages m SET body = %s, edited_at = now()
+        WHERE m.id = %s RETURNING {MESSAGE_COLUMNS}
+        """,
+        (body, message_id),
+    ).fetchone()
+
+
+def set_reaction(conn: psycopg.Connection, message_id: str, user_id: str, emoji: str | None) -> bool:
+    """The member's one reaction on the message (None: removed); whether anything changed."""
+    if emoji is None:
+        row = conn.execute(
+            "DELETE FROM conversations.reactions WHERE message_id = %s AND user_id = %s RETURNING 1",
+            (message_id, user_id),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            """
+            INSERT INTO conversations.reactions AS r (message_id, user_id, emoji) VALUES (%s, %s, %s)
+            ON CONFLICT (message_id, user_id) DO UPDATE SET emoji = EXCLUDED.emoji, reacted_at = now()
+            WHERE r.emoji IS DISTINCT FROM EXCLUDED.emoji
+            RETURNING 1
+            """,
+            (message_id, user_id, emoji),
+        ).fetchone()
+    return row is not None
+
+
+def reactions_of(conn: psycopg.Connection, message_ids: list[str]) -> dict[str, list[Row]]:
+    """Each message's reactions `[{user_id, emoji}]`, oldest first."""
+    if not message_ids:
+        return {}
+    rows = conn.execute(
+        """
+        SELECT message_id, user_id, emoji FROM conversations.reactions
+        WHERE message_id = ANY(%s) ORDER BY reacted_at, user_id
+        """,
+        (message_ids,),
+    ).fetchall()
+    out: dict[str, list[Row]] = {}
+    for r in rows:
+        out.setdefault(r["message_id"], []).append({"user_id": str(r["user_id"]), "emoji": r["emoji"]})
+    return out
+
+
+def replies_allowed(
+    conn: psycopg.Connection, wanted: list[tuple[str, str, str]]
+) -> set[tuple[str, str, str]]:
+    """Which (conversation, sender, reply_to) name a message of that conversation the sender
+    may see (after its view begins, not deleted, not expired), in one query."""
+    if not wanted:
+        return set()
+    rows = conn.execute(
+        """
+        SELECT v.conversation_id, v.sender_id, v.reply_to
+        FROM unnest(%s::uuid[], %s::uuid[], %s::text[]) AS v(conversation_id, sender_id, reply_to)
+        JOIN conversations.members me ON me.conversation_id = v.conversation_id AND me.user_id = v.sender_id
+        JOIN conversations.messages m ON m.id = v.reply_to AND m.conversation_id = v.conversation_id
+        WHERE m.seq > me.visible_after_seq AND m.body IS NOT NULL
+          AND (m.expires_at IS NULL OR m.expires_at > now())
+        """,
+        ([w[0] for w in wanted], [w[1] for w in wanted], [w[2] for w in wanted]),
+    ).fetchall()
+    return {(str(r["conversation_id"]), str(r["sender_id"]), r["reply_to"]) for r in rows}
 
 
 def mark_receipt(
@@ -403,17 +497,17 @@ def allocate_seqs(conn: psycopg.Connection, counts: dict[str, int]) -> dict[str,
 
 def insert_messages(conn: psycopg.Connection, messages: list[Row]) -> list[Row]:
     """Record many messages (id, conversation_id, seq, sender_id, client_msg_id, body,
-    ttl_seconds) in one statement; the recorded rows, in seq order per conversation."""
+    ttl_seconds, encrypted?, reply_to?) in one statement; the recorded rows, in seq order per conversation."""
     rows = conn.execute(
         f"""
         INSERT INTO conversations.messages AS m
-            (id, conversation_id, seq, sender_id, client_msg_id, body, expires_at, encrypted)
+            (id, conversation_id, seq, sender_id, client_msg_id, body, expires_at, encrypted, reply_to)
         SELECT v.id, v.conversation_id, v.seq, v.sender_id, v.client_msg_id, v.body,
                CASE WHEN v.ttl IS NULL THEN NULL ELSE now() + make_interval(secs => v.ttl) END,
-               v.encrypted
+               v.encrypted, v.reply_to
         FROM unnest(%s::text[], %s::uuid[], %s::bigint[], %s::uuid[], %s::text[], %s::text[], %s::int[],
-                    %s::boolean[])
-             AS v(id, conversation_id, seq, sender_id, client_msg_id, body, ttl, encrypted)
+                    %s::boolean[], %s::text[])
+             AS v(id, conversation_id, seq, sender_id, client_msg_id, body, ttl, encrypted, reply_to)
         RETURNING {MESSAGE_COLUMNS}
         """,
         (
@@ -425,6 +519,7 @@ def insert_messages(conn: psycopg.Connection, messages: list[Row]) -> list[Row]:
             [m["body"] for m in messages],
             [m["ttl_seconds"] for m in messages],
             [bool(m.get("encrypted")) for m in messages],
+            [m.get("reply_to") for m in messages],
         ),
     ).fetchall()
     return sorted(rows, key=lambda r: (str(r["conversation_id"]), int(r["seq"])))

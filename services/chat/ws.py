@@ -177,6 +177,7 @@ def _send(ctx: ChatContext, conn: Connection, frame: SendFrame) -> None:
             body=frame.body,
             ttl_seconds=frame.ttl_seconds,
             encrypted=frame.encrypted,
+            reply_to=frame.reply_to,
             request_id=g.get("request_id") or new_request_id(),
             on_done=answered,
         )

@@ -59,6 +59,8 @@ class QueuedMessage(BaseModel):
     expires_at: datetime | None = None
     status: str = "sent"
     encrypted: bool = False
+    reply_to: str | None = Field(default=None, max_length=64)
+    edited_at: datetime | None = None
 
 
 class QueuedPayload(BaseModel):
@@ -105,6 +107,10 @@ def message_json(m: QueuedMessage) -> dict[str, Any]:
         body["expires_at"] = rfc3339(m.expires_at)
     if m.encrypted:
         body["encrypted"] = True
+    if m.reply_to is not None:
+        body["reply_to"] = m.reply_to
+    if m.edited_at is not None:
+        body["edited_at"] = rfc3339(m.edited_at)
     return body
 
 
@@ -120,6 +126,8 @@ def _document(message: QueuedMessage) -> dict[str, Any]:
         "expires_at": message.expires_at,
         "deleted": False,
         "encrypted": message.encrypted,
+        "reply_to": message.reply_to,
+        "edited_at": message.edited_at,
     }
 
 
@@ -165,7 +173,19 @@ def process_batch(ctx: ProcessorContext, payloads: list[QueuedPayload]) -> Batch
             {"_id": {"$in": sorted(erased)}}, {"$set": {"body": None, "deleted": True}}
         )
         result.erased = len(erased)
-    live = [m for m in messages if m.id not in erased]
+    # Edited before it was stored: the stored copy and the frame carry the last body.
+    edits = {r["id"]: r for r in marks if not r["erased"] and r["edited_at"] is not None}
+    for message_id, row in edits.items():
+        ctx.mongo[MESSAGES].update_one(
+            {"_id": message_id}, {"$set": {"body": row["body"], "edited_at": row["edited_at"]}}
+        )
+    live = [
+        m.model_copy(update={"body": edits[m.id]["body"], "edited_at": edits[m.id]["edited_at"]})
+        if m.id in edits
+        else m
+        for m in messages
+        if m.id not in erased
+    ]
 
     pipe = ctx.redis.pipeline(transaction=False)
     recipients: list[tuple[QueuedMessage, list[str]]] = []

@@ -10,12 +10,13 @@ Row = dict[str, Any]
 
 
 def mark_stored(conn: psycopg.Connection, message_ids: list[str]) -> list[Row]:
-    """Mark messages stored in MongoDB; returns each with `erased` (deleted or expired since)."""
+    """Mark messages stored in MongoDB; returns each with `erased` (deleted or expired since)
+    and its body and `edited_at` now (edited since it was queued when edited_at is set)."""
     return conn.execute(
         """
         UPDATE conversations.messages SET stored_at = COALESCE(stored_at, now())
         WHERE id = ANY(%s)
-        RETURNING id, conversation_id, (body IS NULL) AS erased
+        RETURNING id, conversation_id, (body IS NULL) AS erased, body, edited_at
         """,
         (message_ids,),
     ).fetchall()

@@ -54,10 +54,13 @@ def lock_expired(conn: psycopg.Connection, limit: int) -> list[Row]:
 
 
 def erase_bodies(conn: psycopg.Connection, message_ids: list[str]) -> int:
-    return conn.execute(
+    """Erase the messages' bodies and their reactions; how many bodies were erased."""
+    erased = conn.execute(
         "UPDATE conversations.messages SET body = NULL WHERE id = ANY(%s) AND body IS NOT NULL",
         (message_ids,),
     ).rowcount
+    conn.execute("DELETE FROM conversations.reactions WHERE message_id = ANY(%s)", (message_ids,))
+    return erased
 
 
 def deletion_events(rows: Iterable[Row], members: MemberMarks) -> list[dict[str, Any]]:
