@@ -50,6 +50,9 @@ return [...document.querySelectorAll('#messages li.msg')].map(li => ({
   status: li.dataset.status,
   mine: li.classList.contains('mine'),
   disappearing: !li.querySelector('.timer').hidden,
+  quote: li.querySelector('.quote').hidden ? null : li.querySelector('.quote').textContent,
+  reactions: [...li.querySelectorAll('.reaction')].map(r => r.textContent),
+  edited: !li.querySelector('.edited').hidden,
 }));
 """
 
@@ -174,6 +177,17 @@ class Browser:
 
         self.wait(click, f"{title} in the conversation list, clicked")
         self.wait(lambda: self.by_id("chat-title").text == title, f"the conversation with {title} opens")
+
+    def bubble(self, body: str):
+        """The message bubble with this body (an element, for clicking inside it)."""
+        return self.wait(
+            lambda: self.js(
+                "return [...document.querySelectorAll('#messages li.msg')]"
+                ".find(li => li.querySelector('.body').textContent === arguments[0]) || null",
+                body,
+            ),
+            f"the message {body!r} is shown",
+        )
 
     def type(self, text: str) -> None:
         self.by_id("message-input").send_keys(text)
@@ -433,3 +447,49 @@ def test_a_second_browser_of_the_same_user_stays_in_step_and_logs_devices_out(br
     finally:
         laptop.shot("alice-second-computer-last")
         laptop.quit()
+
+
+def test_reply_react_and_edit_between_two_browsers(browsers):
+    """Alice answers Bob by quoting his message, Bob reacts to her answer from the reaction
+    picker, Alice corrects her answer; each step shows in the other browser live, and after
+    a reload (from history) the quote, the reaction and the last body are still there."""
+    alice, bob = browsers
+    alice.log_in()
+    alice.open_conversation("Bob")
+    bob.open_conversation("Alice")
+    bob.send("Which day suits you?")
+    alice.bubble("Which day suits you?").find_element(By.CSS_SELECTOR, ".reply").click()
+    alice.wait(lambda: alice.by_id("reply-banner").is_displayed(), "the reply banner above the message box")
+    assert "Which day suits you?" in alice.by_id("reply-preview").text
+    alice.send("Tuesday")
+    assert not alice.by_id("reply-banner").is_displayed()  # one reply, then the box is plain again
+    quoted = bob.wait(
+        lambda: (m := bob.message("Tuesday")) and m["id"] and m["quote"] and m,
+        "Bob sees Alice's reply quoting him",
+    )
+    assert quoted["quote"].endswith("Which day suits you?"), quoted
+
+    answer = bob.bubble("Tuesday")
+    answer.find_element(By.CSS_SELECTOR, ".react").click()
+    answer.find_element(By.CSS_SELECTOR, '.pick[data-emoji="\U0001f44d"]').click()
+    alice.wait(
+        lambda: (alice.message("Tuesday") or {}).get("reactions") == ["\U0001f44d 1"],
+        "Alice sees Bob's reaction",
+    )
+
+    alice.bubble("Tuesday").find_element(By.CSS_SELECTOR, ".edit").click()
+    alice.wait(lambda: alice.by_id("edit-dialog").is_displayed(), "the edit dialog opens")
+    alice.by_id("edit-input").clear()
+    alice.by_id("edit-input").send_keys("Tuesday at ten")
+    alice.by_id("edit-save").click()
+    edited = bob.wait(lambda: bob.message("Tuesday at ten"), "Bob sees the edited body")
+    assert edited["edited"] and edited["reactions"] == ["\U0001f44d 1"] and edited["quote"], edited
+    assert bob.message("Tuesday") is None  # the old body is gone, not shown twice
+
+    bob.driver.refresh()
+    bob.wait(lambda: bob.connection() == "online", "Bob is online after the reload")
+    bob.open_conversation("Alice")
+    reloaded = bob.wait(lambda: bob.message("Tuesday at ten"), "the edited reply comes back from history")
+    assert reloaded["edited"] and reloaded["reactions"] == ["\U0001f44d 1"], reloaded
+    assert reloaded["quote"].endswith("Which day suits you?"), reloaded
+    alice.shot("alice-reply-reaction-edit")

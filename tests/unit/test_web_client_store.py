@@ -118,6 +118,34 @@ const msg = (seq, sender = bob, extra = {}) => ({ id: `m${seq}`, conversation_id
   out.expiredAt = [...s.expire(Date.parse("2026-01-01T00:01:00Z"))];
   out.afterExpiry = s.timeline("c1").map((m) => m.seq);
 }
+{ // edits: the latest edited_at wins in any order; reactions: one per member; replies quote
+  const s = new Store(me); s.upsertConversation(direct);
+  s.addMessage(msg(1)); s.addMessage(msg(2, me, { reply_to: "m1" }));
+  const edit = (body, at_) => ({ ...msg(1), body, edited_at: at_ });
+  out.edits = [s.applyEdit(edit("second", "2026-01-01T00:02:00Z")),
+               s.applyEdit(edit("first", "2026-01-01T00:01:00Z"))];
+  s.addMessage(msg(1)); // a repeat without the edit (catch-up of the stored copy) keeps it
+  s.addPage("c1", { messages: [edit("second", "2026-01-01T00:02:00Z")], next_before_seq: null });
+  out.editedBody = s.timeline("c1")[0].body;
+  s.applyReaction({ conversation_id: "c1", message_id: "m1", user_id: bob, emoji: "A" });
+  s.applyReaction({ conversation_id: "c1", message_id: "m1", user_id: me, emoji: "A" });
+  s.applyReaction({ conversation_id: "c1", message_id: "m1", user_id: carol, emoji: "B" });
+  s.applyReaction({ conversation_id: "c1", message_id: "m1", user_id: carol, emoji: "A" }); // replaces B
+  const m1 = s.timeline("c1")[0];
+  out.summary = s.reactionSummary(m1);
+  s.applyReaction({ conversation_id: "c1", message_id: "m1", user_id: me, emoji: null });
+  out.afterRemove = [s.reactionSummary(m1), s.myReaction(m1)];
+  s.addPage("c1", { messages: [{ ...msg(1), reactions: [{ user_id: bob, emoji: "C" }] }], next_before_seq: null });
+  out.fromHistory = s.reactionSummary(s.timeline("c1")[0]);
+  out.quoted = s.quoted(s.timeline("c1")[1]).id;
+  const fresh = msg(3, me, { created_at: "2026-01-01T00:00:00Z" });
+  s.addMessage(fresh);
+  out.editable = [s.editable(fresh, Date.parse("2026-01-01T00:14:59Z")), s.editable(fresh, Date.parse("2026-01-01T00:15:00Z")),
+                  s.editable(s.timeline("c1")[0], Date.parse("2026-01-01T00:01:00Z"))];
+  s.markDeleted("c1", "m1");
+  out.deletedEdit = s.applyEdit(edit("third", "2026-01-01T00:03:00Z"));
+  out.deletedReactions = s.reactionSummary(s.timeline("c1")[0]);
+}
 console.log(JSON.stringify(out));
 """
 
@@ -181,3 +209,14 @@ def test_deletion_sticks_and_disappearing_messages_go_on_time(result):
     assert result["expiredBefore"] == []
     assert result["expiredAt"] == ["c1"]
     assert result["afterExpiry"] == [1]
+
+
+def test_edits_reactions_and_replies(result):
+    assert result["edits"] == [True, False]  # an older edit arriving late changes nothing
+    assert result["editedBody"] == "second"
+    assert result["summary"] == [{"emoji": "A", "count": 3, "mine": True}]
+    assert result["afterRemove"] == [[{"emoji": "A", "count": 2, "mine": False}], None]
+    assert result["fromHistory"] == [{"emoji": "C", "count": 1, "mine": False}]
+    assert result["quoted"] == "m1"
+    assert result["editable"] == [True, False, False]  # within 15 minutes, and only my own
+    assert (result["deletedEdit"], result["deletedReactions"]) == (False, [])

@@ -12,6 +12,8 @@ const TYPING_IDLE_MS = 4_000;
 const TYPING_SHOWN_MS = 6_000;
 const PRESENCE_POLL_MS = 30_000;
 const RETRY_SEND_MS = 2_000;
+// The reactions offered by a message's "React" button (any 1..16 characters are allowed).
+const REACTIONS = ["\u{1F44D}", "\u2764\uFE0F", "\u{1F602}", "\u{1F62E}", "\u{1F622}", "\u{1F64F}"];
 
 const $ = (id) => document.getElementById(id);
 
@@ -188,6 +190,7 @@ class App {
       e.preventDefault();
       this.sendTyped();
     });
+    $("reply-cancel").addEventListener("click", () => this.setReplyTo(null));
     const input = $("message-input");
     input.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
@@ -504,6 +507,7 @@ class App {
       this.messageNodes.clear();
       $("messages").replaceChildren();
       $("message-input").value = "";
+      this.setReplyTo(null);
     }
     $("chat-placeholder").hidden = true;
     $("chat-body").hidden = false;
@@ -621,9 +625,22 @@ class App {
     const mine = m.sender_id === this.store.me;
     const node = el("li", { class: mine ? "msg mine" : "msg" });
     if (!mine && conv && conv.type === "group") node.append(el("p", { class: "sender", text: this.nameOf(m.sender_id) }));
+    node.append(el("blockquote", { class: "quote", hidden: true }));
     node.append(el("p", { class: "body" }));
+    node.append(el("div", { class: "reactions", hidden: true }));
+    const actions = el("div", { class: "actions" });
+    actions.append(
+      el("button", { type: "button", class: "reply", text: "Reply", onclick: () => this.setReplyTo(node.dataset.id) }),
+      el("button", { type: "button", class: "react", text: "React", "aria-expanded": "false", onclick: () => this.togglePicker(node) }),
+    );
+    if (mine) actions.append(el("button", { type: "button", class: "edit", text: "Edit", hidden: true, onclick: () => this.editMessage(node.dataset.id) }));
+    const picker = el("div", { class: "picker", role: "group", "aria-label": "Reactions", hidden: true });
+    for (const emoji of REACTIONS) {
+      picker.append(el("button", { type: "button", class: "pick", text: emoji, "data-emoji": emoji, onclick: () => this.react(node.dataset.id, emoji) }));
+    }
+    node.append(actions, picker);
     const meta = el("div", { class: "meta" });
-    meta.append(el("span", { class: "timer", hidden: true }), el("time", {}));
+    meta.append(el("span", { class: "timer", hidden: true }), el("span", { class: "edited", text: "edited", hidden: true }), el("time", {}));
     if (mine) {
       meta.append(el("span", { class: "tick", role: "img" }));
       meta.append(
@@ -648,6 +665,28 @@ class App {
     if (m.client_msg_id) node.dataset.clientMsgId = m.client_msg_id;
     node.classList.toggle("deleted", deleted);
     node.querySelector(".body").textContent = deleted ? "This message was deleted" : m.body;
+    node.querySelector(".edited").hidden = deleted || !m.edited_at;
+    const quote = node.querySelector(".quote");
+    const quoted = !deleted && this.store.quoted(m);
+    quote.hidden = !m.reply_to || deleted;
+    if (m.reply_to) {
+      quote.dataset.replyTo = m.reply_to;
+      quote.textContent = quoted
+        ? `${this.nameOf(quoted.sender_id)}: ${quoted.status === "deleted" ? "This message was deleted" : quoted.body}`
+        : "A reply to an earlier message";
+    }
+    const reactions = node.querySelector(".reactions");
+    const summary = deleted ? [] : this.store.reactionSummary(m);
+    reactions.hidden = summary.length === 0;
+    reactions.replaceChildren(
+      ...summary.map((r) =>
+        el("span", { class: r.mine ? "reaction mine" : "reaction", "data-emoji": r.emoji, "data-count": r.count, text: `${r.emoji} ${r.count}` }),
+      ),
+    );
+    node.querySelector(".actions").hidden = deleted || !m.id;
+    if (deleted || !m.id) node.querySelector(".picker").hidden = true;
+    const edit = node.querySelector(".edit");
+    if (edit) edit.hidden = !this.store.editable(m);
     const time = node.querySelector("time");
     time.textContent = timeOf(m.created_at);
     time.dateTime = m.created_at;
@@ -695,6 +734,67 @@ class App {
     };
     dialog.showModal();
     $("delete-confirm").focus();
+  }
+
+  /** The message the next one answers (null: none); shown above the message box. */
+  setReplyTo(messageId) {
+    const conv = this.openId && this.store ? this.store.conversation(this.openId) : null;
+    const m = messageId && conv ? conv.messages.get(messageId) : null;
+    this.replyTo = m ? m.id : null;
+    $("reply-banner").hidden = !m;
+    $("reply-preview").textContent = m ? `${this.nameOf(m.sender_id)}: ${m.body}` : "";
+    if (m) $("message-input").focus();
+  }
+
+  togglePicker(node) {
+    const picker = node.querySelector(".picker");
+    picker.hidden = !picker.hidden;
+    node.querySelector(".react").setAttribute("aria-expanded", String(!picker.hidden));
+    if (!picker.hidden) picker.querySelector(".pick").focus();
+  }
+
+  /** React with `emoji`; the same emoji again takes my reaction back. */
+  async react(messageId, emoji) {
+    const conv = this.store.conversation(this.openId);
+    const m = conv && conv.messages.get(messageId);
+    if (!m) return;
+    const node = this.messageNodes.get(messageId);
+    if (node) node.querySelector(".picker").hidden = true;
+    const takingBack = this.store.myReaction(m) === emoji;
+    const path = `/messages/${encodeURIComponent(messageId)}/reaction`;
+    try {
+      if (takingBack) await this.session.request("DELETE", path);
+      else await this.session.request("PUT", path, { emoji });
+      this.store.applyReaction({ conversation_id: m.conversation_id, message_id: m.id, user_id: this.store.me, emoji: takingBack ? null : emoji });
+      this.renderMessages();
+    } catch (error) {
+      this.toast(`Reaction not saved: ${error.message}`);
+    }
+  }
+
+  editMessage(messageId) {
+    const conv = this.store.conversation(this.openId);
+    const m = conv && conv.messages.get(messageId);
+    if (!m || !this.store.editable(m)) return;
+    const dialog = $("edit-dialog");
+    const input = $("edit-input");
+    input.value = m.body;
+    $("edit-error").textContent = "";
+    dialog.returnValue = "";
+    dialog.onclose = async () => {
+      const body = input.value.trim();
+      if (dialog.returnValue !== "save" || !body || body === m.body) return;
+      try {
+        const edited = await this.session.request("PATCH", `/messages/${encodeURIComponent(messageId)}`, { body });
+        this.store.applyEdit(edited);
+        this.renderMessages();
+        this.renderList();
+      } catch (error) {
+        this.toast(`Not edited: ${error.message}`);
+      }
+    };
+    dialog.showModal();
+    input.focus();
   }
 
   ttlKey(conversationId) {
@@ -789,7 +889,8 @@ class App {
     if (body.length > 4096) return this.toast("A message has at most 4096 characters.");
     this.stopTyping();
     const ttl = Number($("ttl-select").value) || undefined;
-    const pending = this.store.addPending({ conversationId: this.openId, body, ttlSeconds: ttl });
+    const replyTo = this.replyTo || undefined;
+    const pending = this.store.addPending({ conversationId: this.openId, body, ttlSeconds: ttl, replyTo });
     const frame = {
       type: "message.send",
       client_msg_id: pending.client_msg_id,
@@ -797,6 +898,8 @@ class App {
       body,
     };
     if (ttl) frame.ttl_seconds = ttl;
+    if (replyTo) frame.reply_to = replyTo;
+    this.setReplyTo(null);
     this.outbox.set(pending.client_msg_id, frame);
     this.saveOutbox();
     input.value = "";
@@ -835,6 +938,7 @@ class App {
         conversationId: f.conversation_id,
         body: f.body,
         ttlSeconds: f.ttl_seconds,
+        replyTo: f.reply_to,
         clientMsgId: f.client_msg_id,
       });
     }
@@ -929,6 +1033,15 @@ class App {
       case "presence":
         this.presence.set(frame.user_id, frame);
         return this.renderStatus();
+      case "message.edited":
+        if (this.store.applyEdit(frame.message)) {
+          if (frame.message.conversation_id === this.openId) this.renderMessages();
+          this.renderList();
+        }
+        return;
+      case "reaction":
+        if (this.store.applyReaction(frame) && frame.conversation_id === this.openId) this.renderMessages();
+        return;
       case "message.deleted":
         this.store.markDeleted(frame.conversation_id, frame.message_id);
         if (frame.conversation_id === this.openId) this.renderMessages();

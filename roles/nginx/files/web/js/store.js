@@ -15,6 +15,17 @@ export function newClientMsgId() {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
+/** How long after sending a message its sender may edit it (the API's rule). */
+export const EDIT_WINDOW_MS = 15 * 60 * 1000;
+
+/** Take `incoming`'s body if it is a later edit than what `known` shows; whether it was. */
+function mergeEdit(known, incoming) {
+  if (!incoming.edited_at || (known.edited_at && known.edited_at >= incoming.edited_at)) return false;
+  known.body = incoming.body;
+  known.edited_at = incoming.edited_at;
+  return true;
+}
+
 export class Store {
   constructor(meId) {
     this.me = meId;
@@ -101,8 +112,9 @@ export class Store {
     const known = conv.messages.get(msg.id);
     let gap = null;
     if (known) {
-      // A repeat (at-least-once delivery): keep one copy; a deletion wins.
+      // A repeat (at-least-once delivery): keep one copy; a deletion wins, a later edit too.
       if (msg.status === "deleted" && known.status !== "deleted") Object.assign(known, msg);
+      else mergeEdit(known, msg);
       return { isNew: false, gap };
     }
     if (conv.contiguousTop !== null && msg.seq > conv.contiguousTop + 1) {
@@ -131,6 +143,8 @@ export class Store {
       const known = conv.messages.get(m.id);
       if (known) {
         if (m.status === "deleted") Object.assign(known, m);
+        else mergeEdit(known, m);
+        if (m.reactions) known.reactions = m.reactions; // history is the reactions' truth
         continue;
       }
       conv.messages.set(m.id, { ...m });
@@ -167,12 +181,13 @@ export class Store {
   }
 
   /** A message typed here, shown at once with the pending tick. */
-  addPending({ conversationId, body, ttlSeconds, clientMsgId = newClientMsgId(), createdAt }) {
+  addPending({ conversationId, body, ttlSeconds, replyTo, clientMsgId = newClientMsgId(), createdAt }) {
     const p = {
       client_msg_id: clientMsgId,
       conversation_id: conversationId,
       body,
       ttl_seconds: ttlSeconds || undefined,
+      reply_to: replyTo || undefined,
       sender_id: this.me,
       created_at: createdAt || new Date().toISOString(),
       pending: true,
@@ -200,7 +215,60 @@ export class Store {
     if (!m) return false;
     m.status = "deleted";
     m.body = "";
+    m.reactions = [];
     return true;
+  }
+
+  /** message.edited (or a PATCH answer): the last body wins, whatever order edits come in. */
+  applyEdit(message) {
+    const conv = this.conversations.get(message.conversation_id);
+    const m = conv && conv.messages.get(message.id);
+    if (!m || m.status === "deleted") return false;
+    const changed = mergeEdit(m, message);
+    if (changed && conv.last && conv.last.id === m.id) conv.last = m;
+    return changed;
+  }
+
+  /** A `reaction` frame: one per member per message, `emoji` null when removed. */
+  applyReaction({ conversation_id, message_id, user_id, emoji }) {
+    const conv = this.conversations.get(conversation_id);
+    const m = conv && conv.messages.get(message_id);
+    if (!m || m.status === "deleted") return false;
+    const others = (m.reactions || []).filter((r) => r.user_id !== user_id);
+    m.reactions = emoji ? [...others, { user_id, emoji }] : others;
+    return true;
+  }
+
+  /** [{emoji, count, mine}] in the order each emoji first appeared. */
+  reactionSummary(m) {
+    const byEmoji = new Map();
+    for (const r of m.reactions || []) {
+      const entry = byEmoji.get(r.emoji) || { emoji: r.emoji, count: 0, mine: false };
+      entry.count += 1;
+      entry.mine = entry.mine || r.user_id === this.me;
+      byEmoji.set(r.emoji, entry);
+    }
+    return [...byEmoji.values()];
+  }
+
+  /** My own reaction on the message, or null. */
+  myReaction(m) {
+    const mine = (m.reactions || []).find((r) => r.user_id === this.me);
+    return mine ? mine.emoji : null;
+  }
+
+  /** The message a reply quotes, if this client has it. */
+  quoted(m) {
+    if (!m.reply_to) return null;
+    const conv = this.conversations.get(m.conversation_id);
+    return (conv && conv.messages.get(m.reply_to)) || null;
+  }
+
+  /** Whether I may still edit the message (mine, stored, not deleted, within 15 minutes). */
+  editable(m, nowMs = Date.now()) {
+    return Boolean(
+      m.id && m.sender_id === this.me && m.status !== "deleted" && nowMs - Date.parse(m.created_at) < EDIT_WINDOW_MS,
+    );
   }
 
   /** Remove disappearing messages whose time is up; returns the ids of conversations changed. */
