@@ -155,6 +155,13 @@ def check_amqp_url(value: str) -> str:
     return value
 
 
+def check_mongodb_url(value: str) -> str:
+    """A MongoDB URL, or ValueError (shared by every settings class that has one)."""
+    if not value.startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError("must be a mongodb:// URL")
+    return value
+
+
 class MessagingSettings(BaseSettings):
     """What the services on the message path add: the message store and the broker."""
 
@@ -170,9 +177,7 @@ class MessagingSettings(BaseSettings):
     @field_validator("mongodb_url")
     @classmethod
     def _valid_mongodb_url(cls, value: str) -> str:
-        if not value.startswith(("mongodb://", "mongodb+srv://")):
-            raise ValueError("must be a mongodb:// URL")
-        return value
+        return check_mongodb_url(value)
 
     @field_validator("rabbitmq_url")
     @classmethod

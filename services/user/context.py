@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import redis
 from flask import Flask, current_app
+from pymongo.database import Database as MongoDatabase
 
 from services.common.auth import AccessTokenSigner
 from services.common.db import Database
+from services.common.mongo import create_mongo
 from services.common.redis_client import create_redis
 from services.user.passwords import PasswordHasher
 from services.user.settings import UserSettings
@@ -26,6 +28,7 @@ class UserContext:
     passwords: PasswordHasher
     tokens: TokenIssuer
     login_throttle: LoginThrottle
+    mongo: MongoDatabase
 
     @classmethod
     def create(cls, settings: UserSettings) -> UserContext:
@@ -51,6 +54,7 @@ class UserContext:
                 window_seconds=settings.login_failure_window_seconds,
                 secret=throttle_secret(settings.jwt_private_key),
             ),
+            mongo=create_mongo(settings.mongodb_url, settings.mongodb_database, settings),
         )
 
 

@@ -93,6 +93,12 @@ class LoginRequest(RequestModel):
     device_name: DeviceName | None = None
 
 
+class DeleteAccountRequest(RequestModel):
+    """`DELETE /users/me`: the account's password, asked again."""
+
+    password: Annotated[str, Field(min_length=1, max_length=128)]
+
+
 class RefreshTokenRequest(RequestModel):
     refresh_token: Annotated[str, Field(min_length=1, max_length=256)]
 

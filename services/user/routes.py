@@ -6,19 +6,26 @@ Every view authenticates first (401 before anything else), then validates its in
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import redis
 from flask import Blueprint, Response, g, jsonify, request
 
 from services.common.auth import require_user
 from services.common.bodies import parse_body
 from services.common.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
+from services.common.members import members_by_conversation, seeing
+from services.common.message_shape import message_json
+from services.common.mongo import MESSAGES
 from services.common.times import rfc3339, utcnow
 from services.user import store
-from services.user.context import user_context
+from services.user.context import UserContext, user_context
 from services.user.models import (
+    DeleteAccountRequest,
     DeviceRegistration,
     KeysUpload,
     LoginRequest,
@@ -30,6 +37,8 @@ from services.user.models import (
 )
 from services.user.presence import is_online, may_see_presence
 from services.user.views import seen_by, user_json, user_uuid
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 WRONG_CREDENTIALS = "wrong phone number or password"
@@ -205,6 +214,104 @@ def get_presence(user_id: str) -> Response:
     )
 
 
+# ---- leaving for good ------------------------------------------------------------------------
+
+
+@users_bp.get("/me/export")
+def export_me() -> Response:
+    """Everything stored about the caller, in one read-only snapshot of PostgreSQL (the
+    message rows there are the record; MongoDB holds copies)."""
+    user_id = require_user()
+    ctx = user_context()
+    with ctx.db.connection() as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        row = store.get_user(conn, user_id, viewer=user_id)
+        if row is None:
+            raise NotFound("no such user")
+        export = {
+            "user": _own_user_json(row),
+            "contacts": [seen_by(r, user_id) for r in store.list_contacts(conn, user_id)],
+            "blocks": [seen_by(r, user_id) for r in store.list_blocks(conn, user_id)],
+            "devices": [
+                {
+                    "id": str(d["id"]),
+                    "platform": d["platform"],
+                    "token": d["token"],
+                    "created_at": rfc3339(d["created_at"]),
+                }
+                for d in store.list_devices(conn, user_id)
+            ],
+            "sessions": [
+                _session_json(s, g.get("session_id")) for s in store.list_sessions(conn, user_id, utcnow())
+            ],
+            "conversations": [
+                {"id": str(c["id"]), "type": c["type"], "title": c["title"], "role": c["role"]}
+                for c in store.my_conversations(conn, user_id)
+            ],
+            "messages": [message_json(m) for m in store.my_messages(conn, user_id)],
+        }
+    response = jsonify(export)
+    response.headers["Content-Disposition"] = 'attachment; filename="whatsapp-export.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@users_bp.delete("/me")
+def delete_me() -> Response:
+    """The account is gone, in one PostgreSQL transaction (both schemas) with the MongoDB
+    copies of its messages erased before it commits: a failure anywhere answers 503 and
+    changes nothing that a retry would not finish. Then its sockets close and the members
+    of its conversations are told (message.deleted, member.removed)."""
+    user_id = require_user()
+    body = parse_body(DeleteAccountRequest)
+    ctx = user_context()
+    with ctx.db.connection() as conn:
+        stored_hash = store.password_hash_of(conn, user_id)
+    if stored_hash is None:
+        raise NotFound("no such user")
+    if not ctx.passwords.verify(body.password, stored_hash):
+        raise Unauthorized("wrong password")
+    with ctx.db.transaction() as conn:
+        sessions = store.session_ids(conn, user_id)
+        events = store.delete_account(conn, user_id)
+        touched = sorted({str(e["conv_id"]) for e in events})
+        members = members_by_conversation(conn, touched) if touched else {}
+        erased = [e["msg_id"] for e in events if e["event"] == "erased"]
+        if erased:
+            ctx.mongo[MESSAGES].update_many(
+                {"_id": {"$in": erased}}, {"$set": {"body": None, "deleted": True}}
+            )
+    for sid in sessions:
+        ctx.tokens.end_session(sid)
+    _announce_departure(ctx, user_id, events, members)
+    return no_content()
+
+
+def _announce_departure(
+    ctx: UserContext, user_id: str, events: list[dict[str, Any]], members: dict[str, dict[str, int]]
+) -> None:
+    """Best effort, after the commit (the stores already say it all): one Redis message for
+    every chat instance with the frames of the departure."""
+    pipe = ctx.redis.pipeline(transaction=False)
+    for e in events:
+        conversation_id = str(e["conv_id"])
+        marks = members.get(conversation_id, {})
+        if e["event"] == "erased":
+            to = seeing(marks, int(e["msg_seq"]))
+            frame = {"type": "message.deleted", "conversation_id": conversation_id, "message_id": e["msg_id"]}
+        else:
+            to = list(marks)
+            frame = {"type": "member.removed", "conversation_id": conversation_id, "user_id": user_id}
+        if to:
+            pipe.publish(
+                ctx.settings.events_channel, json.dumps({"to": to, "frame": frame}, separators=(",", ":"))
+            )
+    try:
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("the departure of a deleted account was not announced: %s", exc)
+
+
 # ---- contacts and blocks (the same three routes over two tables) ---------------------------
 
 
@@ -294,26 +401,23 @@ def delete_device(device_id: str) -> Response:
 # ---- sessions ----------------------------------------------------------------------------
 
 
+def _session_json(row: dict[str, Any], current: str | None) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "device_name": row["device_name"],
+        "created_at": rfc3339(row["created_at"]),
+        "last_used_at": rfc3339(row["last_used_at"]),
+        "current": str(row["id"]) == current,
+    }
+
+
 @sessions_bp.get("")
 def list_sessions() -> Response:
     user_id = require_user()
     with user_context().db.connection() as conn:
         rows = store.list_sessions(conn, user_id, utcnow())
     current = g.get("session_id")
-    return jsonify(
-        {
-            "sessions": [
-                {
-                    "id": str(row["id"]),
-                    "device_name": row["device_name"],
-                    "created_at": rfc3339(row["created_at"]),
-                    "last_used_at": rfc3339(row["last_used_at"]),
-                    "current": str(row["id"]) == current,
-                }
-                for row in rows
-            ]
-        }
-    )
+    return jsonify({"sessions": [_session_json(row, current) for row in rows]})
 
 
 @sessions_bp.delete("/<session_id>")

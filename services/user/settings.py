@@ -9,7 +9,7 @@ from typing import Self
 from pydantic import Field, field_validator, model_validator
 
 from services.common.auth import keys_match, load_private_key
-from services.common.config import BaseSettings, SettingsError, pem_from_env
+from services.common.config import BaseSettings, SettingsError, check_mongodb_url, pem_from_env
 
 # A host name (or IPv4 address), optionally `*.` for any subdomain of it.
 ALLOWED_HOST = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
@@ -31,6 +31,12 @@ class UserSettings(BaseSettings):
     # Hosts webhook devices may point at (comma separated); empty refuses every webhook,
     # so the service cannot be aimed at internal addresses by default.
     webhook_allowed_hosts: tuple[str, ...] = ()
+    # The message store, reached only when an account is deleted (its messages' bodies are
+    # erased there too); connected lazily, so the service runs while MongoDB is down.
+    mongodb_url: str
+    mongodb_database: str = Field(default="whatsapp", min_length=1, max_length=63)
+    # Where chat instances hear about events for sockets (a deleted account's messages).
+    events_channel: str = Field(default="whatsapp:events", min_length=1)
 
     @field_validator("jwt_private_key")
     @classmethod
@@ -38,6 +44,11 @@ class UserSettings(BaseSettings):
         pem = pem_from_env(value)
         load_private_key(pem)
         return pem
+
+    @field_validator("mongodb_url")
+    @classmethod
+    def _valid_mongodb_url(cls, value: str) -> str:
+        return check_mongodb_url(value)
 
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod

@@ -490,3 +490,63 @@ def blocked_by(conn: psycopg.Connection, blocker_id: ID, blocked_id: ID) -> bool
         {"blocker": blocker_id, "blocked": blocked_id},
     ).fetchone()
     return None if row is None else bool(row["blocked"])
+
+
+# ---- leaving for good: export and deletion ---------------------------------------------------
+
+
+def password_hash_of(conn: psycopg.Connection, user_id: ID) -> str | None:
+    row = conn.execute("SELECT password_hash FROM accounts.users WHERE id = %s", (user_id,)).fetchone()
+    return row["password_hash"] if row else None
+
+
+def list_devices(conn: psycopg.Connection, user_id: ID) -> list[Row]:
+    return conn.execute(
+        """
+        SELECT id, platform, token, created_at FROM accounts.devices
+        WHERE user_id = %s ORDER BY created_at, id
+        """,
+        (user_id,),
+    ).fetchall()
+
+
+def my_conversations(conn: psycopg.Connection, user_id: ID) -> list[Row]:
+    """The user's conversations with its role in each (schema conversations, read only)."""
+    return conn.execute(
+        """
+        SELECT c.id, c.type, c.title, me.role FROM conversations.members me
+        JOIN conversations.conversations c ON c.id = me.conversation_id
+        WHERE me.user_id = %s ORDER BY me.joined_at, c.id
+        """,
+        (user_id,),
+    ).fetchall()
+
+
+def my_messages(conn: psycopg.Connection, user_id: ID) -> list[Row]:
+    """Every message the user sent that is neither deleted nor expired, oldest first."""
+    return conn.execute(
+        """
+        SELECT m.id, m.conversation_id, m.seq, m.sender_id, m.client_msg_id, m.body, m.created_at,
+               m.expires_at, m.deleted_at, m.encrypted, m.reply_to, m.edited_at
+        FROM conversations.messages m
+        WHERE m.sender_id = %s AND m.body IS NOT NULL AND (m.expires_at IS NULL OR m.expires_at > now())
+        ORDER BY m.created_at, m.conversation_id, m.seq
+        """,
+        (user_id,),
+    ).fetchall()
+
+
+def session_ids(conn: psycopg.Connection, user_id: ID) -> list[str]:
+    rows = conn.execute("SELECT id FROM accounts.sessions WHERE user_id = %s", (user_id,)).fetchall()
+    return [str(r["id"]) for r in rows]
+
+
+def delete_account(conn: psycopg.Connection, user_id: ID) -> list[Row]:
+    """Remove the account in the caller's transaction: first its part of schema conversations
+    (conversations.leave_for_good, migration conversations 0005: bodies erased, reactions
+    removed, every conversation left, admins handed over), then the user row, whose removal
+    cascades to sessions, refresh tokens, devices, keys, contacts and blocks both ways.
+    Returns leave_for_good's events (`event`, `conv_id`, `msg_id`, `msg_seq`)."""
+    events = conn.execute("SELECT * FROM conversations.leave_for_good(%s)", (user_id,)).fetchall()
+    conn.execute("DELETE FROM accounts.users WHERE id = %s", (user_id,))
+    return events

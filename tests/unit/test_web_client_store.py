@@ -135,12 +135,14 @@ const msg = (seq, sender = bob, extra = {}) => ({ id: `m${seq}`, conversation_id
   out.summary = s.reactionSummary(m1);
   s.applyReaction({ conversation_id: "c1", message_id: "m1", user_id: me, emoji: null });
   out.afterRemove = [s.reactionSummary(m1), s.myReaction(m1)];
-  s.addPage("c1", { messages: [{ ...msg(1), reactions: [{ user_id: bob, emoji: "C" }] }], next_before_seq: null });
+  const withReactions = { ...msg(1), reactions: [{ user_id: bob, emoji: "C" }] };
+  s.addPage("c1", { messages: [withReactions], next_before_seq: null });
   out.fromHistory = s.reactionSummary(s.timeline("c1")[0]);
   out.quoted = s.quoted(s.timeline("c1")[1]).id;
   const fresh = msg(3, me, { created_at: "2026-01-01T00:00:00Z" });
   s.addMessage(fresh);
-  out.editable = [s.editable(fresh, Date.parse("2026-01-01T00:14:59Z")), s.editable(fresh, Date.parse("2026-01-01T00:15:00Z")),
+  out.editable = [s.editable(fresh, Date.parse("2026-01-01T00:14:59Z")),
+                  s.editable(fresh, Date.parse("2026-01-01T00:15:00Z")),
                   s.editable(s.timeline("c1")[0], Date.parse("2026-01-01T00:01:00Z"))];
   s.markDeleted("c1", "m1");
   out.deletedEdit = s.applyEdit(edit("third", "2026-01-01T00:03:00Z"));

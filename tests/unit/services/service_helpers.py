@@ -35,6 +35,7 @@ def user_env(**overrides: str) -> dict[str, str]:
         "WHATSAPP_JWT_PRIVATE_KEY": private_pem,
         "WHATSAPP_BCRYPT_COST": "4",
         "WHATSAPP_WEBHOOK_ALLOWED_HOSTS": "hooks.example.com, *.push.example.org",
+        "WHATSAPP_MONGODB_URL": "mongodb://127.0.0.1:1/?directConnection=true",
     }
     env.update(overrides)
     return env

@@ -116,8 +116,6 @@ V11_NOT_YET = {
     ("POST", "/api/v1/media"),
     ("GET", "/api/v1/media/{}"),
     ("GET", "/api/v1/media/{}/thumbnail"),
-    ("GET", "/api/v1/users/me/export"),
-    ("DELETE", "/api/v1/users/me"),
 }
 
 
