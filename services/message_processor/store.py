@@ -11,12 +11,14 @@ Row = dict[str, Any]
 
 def mark_stored(conn: psycopg.Connection, message_ids: list[str]) -> list[Row]:
     """Mark messages stored in MongoDB; returns each with `erased` (deleted or expired since)
-    and its body and `edited_at` now (edited since it was queued when edited_at is set)."""
+    and `edited_at` (edited since it was queued when set; then `body` is the last body, else
+    None: the body is not sent back for every message)."""
     return conn.execute(
         """
         UPDATE conversations.messages SET stored_at = COALESCE(stored_at, now())
         WHERE id = ANY(%s)
-        RETURNING id, conversation_id, (body IS NULL) AS erased, body, edited_at
+        RETURNING id, conversation_id, (body IS NULL) AS erased, edited_at,
+                  CASE WHEN edited_at IS NOT NULL THEN body END AS body
         """,
         (message_ids,),
     ).fetchall()
