@@ -2,7 +2,8 @@
 retry each message with its client_msg_id until acknowledged, as a real client does; a
 receiver that reconnects and confirms with delivered receipts; and the final check that
 every acknowledged message arrived once, in order (on each connection, one conversation's
-seqs only increase), and is in the history."""
+seqs only increase), and is in the history. `OtherDevice`: the receiver's second session,
+offline during the faults, which then catches up from its own delivered mark."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from stack_client import Socket, User
+from stack_client import PASSWORD, Socket, User, auth_call
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 SEND_INTERVAL = 0.05  # each sender: ~20 messages/s
@@ -240,12 +241,16 @@ class Traffic:
     stop: threading.Event
     receiver: Receiver
     senders: list[Sender]
+    other_device: OtherDevice | None = None
 
     @classmethod
-    def start(cls, prefix: str = "") -> Traffic:
-        """Register the three users, start the receiver, then both senders."""
+    def start(cls, prefix: str = "", *, other_device: bool = False) -> Traffic:
+        """Register the three users, start the receiver, then both senders. `other_device`:
+        the receiver also logs in on a second device before the conversations exist (so
+        that device's session is owed every message of them)."""
         alice, bob = User(f"{prefix}Sender WS"), User(f"{prefix}Receiver")
         carol = User(f"{prefix}Sender REST")
+        laptop = OtherDevice(bob) if other_device else None
         conversations = [alice.direct_with(bob), carol.direct_with(bob)]
         stop = threading.Event()
         receiver = Receiver(bob, stop)
@@ -254,7 +259,92 @@ class Traffic:
         time.sleep(1.0)
         for sender in senders:
             sender.start()
-        return cls(bob, conversations, stop, receiver, senders)
+        return cls(bob, conversations, stop, receiver, senders, laptop)
 
     def assert_nothing_lost(self) -> str:
         return assert_nothing_lost(self.senders, self.receiver, self.receiver_user, self.conversations)
+
+
+def contiguous_marks(messages: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Per conversation, the highest seq with every seq below it present."""
+    by_conversation: dict[str, set[int]] = {}
+    for message in messages.values():
+        by_conversation.setdefault(message["conversation_id"], set()).add(message["seq"])
+    marks = {}
+    for conversation_id, seqs in by_conversation.items():
+        top = 0
+        while top + 1 in seqs:
+            top += 1
+        marks[conversation_id] = top
+    return marks
+
+
+class OtherDevice:
+    """The receiver's second session (a laptop beside the phone): it visits (connects, takes
+    what comes until the socket is quiet, confirms with delivered receipts, leaves). While it
+    is away the phone confirms everything; on its next visits it must still get every
+    message, from its own session's mark, in order on each connection and once per visit."""
+
+    def __init__(self, user: User):
+        answer = auth_call(
+            "/auth/login", {"phone": user.phone, "password": PASSWORD, "device_name": "laptop"}
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        self.access_token, self.refresh_token = body["access_token"], body["refresh_token"]
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.problems: list[str] = []  # order violations and repeats within one visit
+        self.visits = 0
+
+    def refresh(self) -> None:
+        """A new access token of the same session (the first may have expired meanwhile)."""
+        answer = auth_call("/auth/refresh", {"refresh_token": self.refresh_token})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        self.access_token, self.refresh_token = body["access_token"], body["refresh_token"]
+
+    def visit(self, quiet: float = 3.0, longest: float = 60.0) -> int:
+        """One connection; the number of messages new to this device."""
+        self.visits += 1
+        new = 0
+        with Socket(self.access_token) as sock:
+            deadline = time.monotonic() + longest
+            seen, last_change = 0, time.monotonic()
+            while time.monotonic() < deadline and time.monotonic() - last_change < quiet:
+                time.sleep(0.2)
+                frames = sock.of_type("message.new")
+                if len(frames) > seen:
+                    seen, last_change = len(frames), time.monotonic()
+            on_connection: dict[str, int] = {}
+            ids: set[str] = set()
+            for frame in sock.of_type("message.new"):
+                message = frame["message"]
+                conversation, seq = message["conversation_id"], int(message["seq"])
+                if message["id"] in ids or seq <= on_connection.get(conversation, 0):
+                    self.problems.append(
+                        f"visit {self.visits}: seq {seq} after {on_connection.get(conversation)}"
+                    )
+                ids.add(message["id"])
+                on_connection[conversation] = max(seq, on_connection.get(conversation, 0))
+                if message["id"] not in self.messages:
+                    self.messages[message["id"]] = message
+                    new += 1
+            for conversation_id, top in contiguous_marks(self.messages).items():
+                sock.send(
+                    {
+                        "type": "receipt",
+                        "conversation_id": conversation_id,
+                        "up_to_seq": top,
+                        "status": "delivered",
+                    }
+                )
+            time.sleep(0.5)  # let the receipts land before the socket closes
+        return new
+
+    def catch_up(self, expected: set[str], visits: int = 20) -> None:
+        """Visit until every expected message is here (a visit brings at most chat's
+        catch-up limit per conversation) or a visit brings nothing."""
+        self.refresh()
+        for _ in range(visits):
+            if expected <= set(self.messages) or self.visit() == 0:
+                break

@@ -522,7 +522,7 @@ class Hub:
         caught_up_to: dict[str, int] = {}
         try:
             with self.ctx.db.connection() as db:
-                rows = store.memberships(db, conn.user_id)
+                rows = store.memberships(db, conn.user_id, conn.session_id)
             already = conn.last_seq
             for row in rows:
                 conversation_id = str(row["conversation_id"])

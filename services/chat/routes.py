@@ -273,7 +273,9 @@ def mark_read(conversation_id: str) -> Response:
     body = parse_body(ReadRequest)
     ctx = chat_context()
     with ctx.db.connection() as conn:
-        mark = store.mark_receipt(conn, conversation_id, reader, body.up_to_seq, "read")
+        mark = store.mark_receipt(
+            conn, conversation_id, reader, body.up_to_seq, "read", session_id=g.get("session_id")
+        )
     if mark is None:
         raise NotFound("no such conversation")
     # Also to the reader's own sockets (its other devices), so their unread counts follow.

@@ -98,6 +98,7 @@ def create_direct(conn: psycopg.Connection, creator: str, other: str) -> tuple[s
             if creator != other
             else [(conversation_id, creator)],
         )
+    seed_session_marks(conn, conversation_id, [creator, other])
     return conversation_id, True
 
 
@@ -117,6 +118,7 @@ def create_group(conn: psycopg.Connection, creator: str, title: str, member_ids_
         cur.executemany(
             "INSERT INTO conversations.members (conversation_id, user_id, role) VALUES (%s, %s, %s)", members
         )
+    seed_session_marks(conn, conversation_id, [m[1] for m in members])
     return conversation_id
 
 
@@ -156,6 +158,7 @@ def add_member(conn: psycopg.Connection, conversation_id: str, user_id: str) -> 
         """,
         {"id": conversation_id, "user": user_id, "seq": int(row["last_seq"])},
     )
+    seed_session_marks(conn, conversation_id, [user_id])
     return True
 
 
@@ -181,6 +184,10 @@ def remove_member(conn: psycopg.Connection, conversation_id: str, user_id: str) 
         "DELETE FROM conversations.members WHERE conversation_id = %s AND user_id = %s RETURNING 1",
         (conversation_id, user_id),
     ).fetchone()
+    conn.execute(
+        "DELETE FROM conversations.session_marks WHERE conversation_id = %s AND user_id = %s",
+        (conversation_id, user_id),
+    )
     return row is not None
 
 
@@ -365,39 +372,94 @@ def replies_allowed(
     return {(str(r["conversation_id"]), str(r["sender_id"]), r["reply_to"]) for r in rows}
 
 
-def mark_receipt(
-    conn: psycopg.Connection, conversation_id: str, user_id: str, up_to_seq: int, status: str
+def mark_receipt(  # noqa: PLR0913 - the session is keyword-only
+    conn: psycopg.Connection,
+    conversation_id: str,
+    user_id: str,
+    up_to_seq: int,
+    status: str,
+    *,
+    session_id: str | None = None,
 ) -> int | None:
-    """Move the member's delivered (and for `read`, read) mark forward; never past last_seq.
+    """Move the member's delivered (and for `read`, read) mark forward, and the delivered
+    mark of `session_id` (the socket's session: where its next catch-up starts); never past
+    last_seq. One statement.
 
-    Returns the mark now in force, or None when the user is no member.
+    Returns the member's mark now in force, or None when the user is no member.
     """
     # A read mark is also a delivered mark; delivered alone leaves read_seq as it was.
     read_update = "read_seq = GREATEST(me.read_seq, LEAST(%(seq)s, c.last_seq))," if status == "read" else ""
     mark = "read_seq" if status == "read" else "delivered_seq"
     row = conn.execute(
         f"""
-        UPDATE conversations.members me
-        SET {read_update}
-            delivered_seq = GREATEST(me.delivered_seq, LEAST(%(seq)s, c.last_seq))
-        FROM conversations.conversations c
-        WHERE c.id = me.conversation_id AND me.conversation_id = %(id)s AND me.user_id = %(user)s
-        RETURNING me.{mark} AS mark
+        WITH member AS (
+            UPDATE conversations.members me
+            SET {read_update}
+                delivered_seq = GREATEST(me.delivered_seq, LEAST(%(seq)s, c.last_seq))
+            FROM conversations.conversations c
+            WHERE c.id = me.conversation_id AND me.conversation_id = %(id)s AND me.user_id = %(user)s
+            RETURNING me.{mark} AS mark, LEAST(%(seq)s, c.last_seq) AS up_to
+        ), session AS (
+            INSERT INTO conversations.session_marks AS sm
+                (session_id, conversation_id, user_id, delivered_seq)
+            SELECT %(sid)s::uuid, %(id)s, %(user)s, member.up_to FROM member WHERE %(sid)s::uuid IS NOT NULL
+            ON CONFLICT (session_id, conversation_id)
+            DO UPDATE SET delivered_seq = GREATEST(sm.delivered_seq, EXCLUDED.delivered_seq)
+        )
+        SELECT mark FROM member
         """,
-        {"seq": up_to_seq, "id": conversation_id, "user": user_id},
+        {"seq": up_to_seq, "id": conversation_id, "user": user_id, "sid": session_id},
     ).fetchone()
     return None if row is None else int(row["mark"])
 
 
-def memberships(conn: psycopg.Connection, user_id: str) -> list[Row]:
-    """Each conversation of the user with the seq its clients reported delivered."""
+def seed_session_marks(conn: psycopg.Connection, conversation_id: str, user_ids: list[str]) -> None:
+    """The users joined the conversation: each of their sessions starts its catch-up there
+    where their view of it begins (so a session offline now misses nothing of it)."""
+    conn.execute(
+        """
+        INSERT INTO conversations.session_marks (session_id, conversation_id, user_id, delivered_seq)
+        SELECT s.id, me.conversation_id, me.user_id, me.delivered_seq
+        FROM conversations.members me JOIN accounts.sessions s ON s.user_id = me.user_id
+        WHERE me.conversation_id = %s AND me.user_id = ANY(%s::uuid[])
+        ON CONFLICT (session_id, conversation_id) DO NOTHING
+        """,
+        (conversation_id, user_ids),
+    )
+
+
+def memberships(conn: psycopg.Connection, user_id: str, session_id: str | None = None) -> list[Row]:
+    """Each conversation of the user with the seq to catch up from: the session's own
+    delivered mark, made now (at the member's mark) where the session has none yet; without
+    a session, the member's mark (what any of its clients reported delivered)."""
+    if session_id is None:
+        return conn.execute(
+            """
+            SELECT me.conversation_id, me.delivered_seq, c.last_seq
+            FROM conversations.members me JOIN conversations.conversations c ON c.id = me.conversation_id
+            WHERE me.user_id = %s
+            """,
+            (user_id,),
+        ).fetchall()
     return conn.execute(
         """
-        SELECT me.conversation_id, me.delivered_seq, c.last_seq
-        FROM conversations.members me JOIN conversations.conversations c ON c.id = me.conversation_id
-        WHERE me.user_id = %s
+        WITH seeded AS (
+            INSERT INTO conversations.session_marks (session_id, conversation_id, user_id, delivered_seq)
+            SELECT %(sid)s, me.conversation_id, me.user_id, me.delivered_seq
+            FROM conversations.members me WHERE me.user_id = %(user)s
+            ON CONFLICT (session_id, conversation_id) DO NOTHING
+            RETURNING conversation_id, delivered_seq
+        )
+        SELECT me.conversation_id, c.last_seq,
+               COALESCE(sm.delivered_seq, seeded.delivered_seq, me.delivered_seq) AS delivered_seq
+        FROM conversations.members me
+        JOIN conversations.conversations c ON c.id = me.conversation_id
+        LEFT JOIN conversations.session_marks sm
+          ON sm.session_id = %(sid)s AND sm.conversation_id = me.conversation_id
+        LEFT JOIN seeded ON seeded.conversation_id = me.conversation_id
+        WHERE me.user_id = %(user)s
         """,
-        (user_id,),
+        {"user": user_id, "sid": session_id},
     ).fetchall()
 
 

@@ -186,7 +186,9 @@ def _send(ctx: ChatContext, conn: Connection, frame: SendFrame) -> None:
 
 def _receipt(ctx: ChatContext, conn: Connection, frame: ReceiptFrame) -> None:
     with ctx.db.connection() as db:
-        mark = store.mark_receipt(db, frame.conversation_id, conn.user_id, frame.up_to_seq, frame.status)
+        mark = store.mark_receipt(
+            db, frame.conversation_id, conn.user_id, frame.up_to_seq, frame.status, session_id=conn.session_id
+        )
     if mark is None:
         raise NotFound("no such conversation")
     audience = ctx.hub.audience(frame.conversation_id, conn.user_id, seq=mark)

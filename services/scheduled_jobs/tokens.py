@@ -45,10 +45,13 @@ def delete_sessions_without_tokens(conn: psycopg.Connection, cutoff: datetime, l
               AND NOT EXISTS (SELECT 1 FROM accounts.refresh_tokens t WHERE t.family_id = s.id)
             LIMIT %(limit)s
         )
-        DELETE FROM accounts.sessions s USING gone WHERE s.id = gone.id
+        , deleted AS (DELETE FROM accounts.sessions s USING gone WHERE s.id = gone.id RETURNING s.id)
+        -- The sessions' delivered marks (chat's schema: no foreign key across schemas) go too.
+        , marks AS (DELETE FROM conversations.session_marks sm USING deleted WHERE sm.session_id = deleted.id)
+        SELECT count(*) AS n FROM deleted
         """,
         {"cutoff": cutoff, "limit": limit},
-    ).rowcount
+    ).fetchone()["n"]
 
 
 def prune_refresh_tokens(ctx: JobsContext, counts: Counter[str]) -> None:

@@ -10,7 +10,9 @@ main process from the host; the restart policy brings it back); every other cont
 the stack (nginx, postgres, user, gateway, notification, scheduled_jobs, prometheus and
 its exporters) is killed once. At the end every
 acknowledged message must have reached the receiver exactly once after de-duplication by
-id, in seq order per conversation, and be in the history.
+id, in seq order per conversation, and be in the history. The receiver's user also has a
+second session (another device) that is away during all of it: afterwards it too gets every
+acknowledged message, from its own delivered mark, in order.
 """
 
 from __future__ import annotations
@@ -122,7 +124,11 @@ def disrupt_each_container(senders: list[Sender], stop: threading.Event) -> list
 
 def test_no_acknowledged_message_is_lost_across_restarts_and_kills(deployed_stack):
     assert deployed_stack[0].returncode == 0
-    traffic = Traffic.start()
+    traffic = Traffic.start(other_device=True)
+    # The receiver's second device: online a moment now, away during every fault.
+    laptop = traffic.other_device
+    assert laptop is not None
+    laptop.visit(quiet=1.0, longest=5.0)
     timeline = disrupt_each_container(traffic.senders, traffic.stop)
     disrupted = {name for name, *_ in timeline}
     # All of the stack's containers: the five above twice, every other one once.
@@ -135,6 +141,15 @@ def test_no_acknowledged_message_is_lost_across_restarts_and_kills(deployed_stac
 
     counts = traffic.assert_nothing_lost()
     print(counts)
+
+    # The phone confirmed everything meanwhile; the laptop still gets every message from its
+    # own session's mark: in order on each visit, none twice in one visit.
+    expected = {m["id"] for sender in traffic.senders for m in sender.acked.values()}
+    laptop.catch_up(expected)
+    missing = expected - set(laptop.messages)
+    assert not missing, f"the second device never got {len(missing)} of {len(expected)} messages"
+    assert not laptop.problems, laptop.problems[:10]
+    print(f"second device: {len(laptop.messages)} messages in {laptop.visits} visits")
 
     # The stack healed itself (restart policy): every container healthy, every service ready.
     check = run([str(ROOT / "scripts/health-check.sh"), "-i", TEST_INVENTORY], log="health-after-kills.log")

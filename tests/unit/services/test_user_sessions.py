@@ -28,7 +28,7 @@ PASSWORD = "correct horse battery staple"  # noqa: S105 - a test account
 
 @pytest.fixture(scope="module")
 def dsn():
-    with throwaway_database(["accounts"]) as dsn:
+    with throwaway_database(["accounts", "conversations"]) as dsn:
         yield dsn
 
 
