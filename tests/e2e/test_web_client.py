@@ -493,3 +493,25 @@ def test_reply_react_and_edit_between_two_browsers(browsers):
     assert reloaded["edited"] and reloaded["reactions"] == ["\U0001f44d 1"], reloaded
     assert reloaded["quote"].endswith("Which day suits you?"), reloaded
     alice.shot("alice-reply-reaction-edit")
+
+
+def test_deleting_the_account_from_the_devices_dialog(browsers):
+    """Bob deletes his account: a wrong password is refused in the dialog, the right one
+    ends on the login form, and his phone can no longer log in."""
+    _, bob = browsers
+    bob.by_id("sessions-button").click()
+    bob.wait(lambda: bob.by_id("sessions-dialog").is_displayed(), "the devices dialog opens")
+    bob.by_id("delete-account-button").click()
+    bob.wait(lambda: bob.by_id("delete-account-dialog").is_displayed(), "the deletion dialog opens")
+    bob.by_id("delete-account-password").send_keys("not the password" + Keys.ENTER)
+    bob.wait(
+        lambda: bob.by_id("delete-account-error").text == "Wrong password.", "a wrong password is refused"
+    )
+    bob.by_id("delete-account-password").clear()
+    bob.by_id("delete-account-password").send_keys(PASSWORD + Keys.ENTER)
+    bob.wait(lambda: bob.by_id("login-form").is_displayed(), "the login form after the deletion")
+    assert "account is deleted" in bob.by_id("auth-error").text
+    refused = requests.post(
+        BASE_URL + "api/v1/auth/login", json={"phone": bob.phone, "password": PASSWORD}, timeout=10
+    )
+    assert refused.status_code == 401, refused.text

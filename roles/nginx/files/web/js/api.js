@@ -204,6 +204,14 @@ export class Session {
     }
   }
 
+  /** Delete the account (the password asked again); the tokens here are forgotten once it
+   * is gone. A wrong password throws ApiError 401 without refreshing anything. */
+  async deleteAccount(password) {
+    const r = await this._fetch("DELETE", "/users/me", { password }, await this.accessToken());
+    if (!r.ok) throw await errorOf(r);
+    this._save(null);
+  }
+
   // ---- tokens ------------------------------------------------------------------------------
 
   /** An access token valid for at least `minValidS` more seconds (refreshing if needed). */

@@ -174,6 +174,16 @@ class App {
     $("logout-button").addEventListener("click", () => this.onLogout());
     $("sessions-button").addEventListener("click", () => this.openSessions());
     $("logout-all-button").addEventListener("click", () => this.onLogoutAll());
+    $("export-button").addEventListener("click", () => this.onExport());
+    $("delete-account-button").addEventListener("click", () => {
+      $("delete-account-password").value = "";
+      $("delete-account-error").textContent = "";
+      $("delete-account-dialog").showModal();
+    });
+    $("delete-account-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.onDeleteAccount();
+    });
     $("new-chat-button").addEventListener("click", () => this.openDialog("new-chat-dialog", "new-chat-phone"));
     $("new-group-button").addEventListener("click", () => this.openDialog("new-group-dialog", "new-group-name"));
     $("new-chat-form").addEventListener("submit", (e) => this.onNewChat(e));
@@ -331,6 +341,37 @@ class App {
     $("sessions-dialog").close();
     this.clearOutbox();
     this.showAuth("You are logged out on every device.");
+  }
+
+  // ---- my data: export and deletion -------------------------------------------------------
+
+  async onExport() {
+    try {
+      const data = await this.session.request("GET", "/users/me/export");
+      const url = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: "application/json" }));
+      const link = el("a", { href: url, download: "whatsapp-export.json", hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (error) {
+      $("sessions-error").textContent = `Not exported: ${error.message}`;
+    }
+  }
+
+  async onDeleteAccount() {
+    const password = $("delete-account-password").value;
+    if (!password) return ($("delete-account-error").textContent = "Enter your password.");
+    try {
+      await this.session.deleteAccount(password);
+    } catch (error) {
+      $("delete-account-error").textContent = error.status === 401 ? "Wrong password." : error.message;
+      return;
+    }
+    $("delete-account-dialog").close();
+    $("sessions-dialog").close();
+    this.clearOutbox();
+    this.showAuth("Your account is deleted.");
   }
 
   // ---- conversations -----------------------------------------------------------------------
