@@ -3,7 +3,12 @@
 
 - docs/variables.md from every role's meta/argument_specs.yml (entry point `main`, plus any
   other entry point with its own options) and defaults/main.yml;
-- docs/api/whatsapp.postman_collection.json (Postman v2.1) from docs/api/openapi.yaml.
+- docs/api/whatsapp.postman_collection.json (Postman v2.1) from docs/api/openapi.yaml: one
+  request per operation, to explore the API;
+- docs/api/whatsapp.flow.postman_collection.json: the contract's main flow as a run
+  (`newman run` it against a deployed stack): two users register, talk, react, edit, delete,
+  export and leave; ids and tokens travel in collection variables and every request checks
+  its status.
 
 Run with the venv's python: `.venv/bin/python scripts/gen_docs.py` writes both;
 `--check` writes nothing and exits 1 naming every file that is out of date.
@@ -25,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIABLES_MD = Path("docs/variables.md")
 OPENAPI = Path("docs/api/openapi.yaml")
 POSTMAN = Path("docs/api/whatsapp.postman_collection.json")
+POSTMAN_FLOW = Path("docs/api/whatsapp.flow.postman_collection.json")
 REGENERATE = ".venv/bin/python scripts/gen_docs.py"
 POSTMAN_SCHEMA = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
@@ -493,6 +499,205 @@ def render_postman(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The flow: (name, operationId, path values, body, expected status, user, lines run after it
+# passes). Every request runs as `user` (its token variable); `{{...}}` are collection
+# variables; the scripts keep what later steps need.
+FLOW_PASSWORD = "a long test password"  # noqa: S105 - accounts the flow makes and deletes
+FLOW: list[tuple[str, str, dict[str, str], Any, int, str | None, list[str]]] = [
+    (
+        "Ada registers",
+        "register",
+        {},
+        {"phone": "{{adaPhone}}", "password": FLOW_PASSWORD, "display_name": "Ada (flow)"},
+        201,
+        None,
+        [
+            "const body = pm.response.json();",
+            "pm.collectionVariables.set('adaToken', body.access_token);",
+            "pm.collectionVariables.set('adaId', body.user.id);",
+        ],
+    ),
+    (
+        "Bob registers",
+        "register",
+        {},
+        {"phone": "{{bobPhone}}", "password": FLOW_PASSWORD, "display_name": "Bob (flow)"},
+        201,
+        None,
+        [
+            "const body = pm.response.json();",
+            "pm.collectionVariables.set('bobToken', body.access_token);",
+            "pm.collectionVariables.set('bobRefresh', body.refresh_token);",
+            "pm.collectionVariables.set('bobId', body.user.id);",
+        ],
+    ),
+    (
+        "Ada starts a chat with Bob",
+        "createConversation",
+        {},
+        {"type": "direct", "member_id": "{{bobId}}"},
+        201,
+        "ada",
+        [
+            "const body = pm.response.json();",
+            "pm.expect(body.members.map((m) => m.user_id)).to.include(pm.collectionVariables.get('bobId'));",
+            "pm.collectionVariables.set('conversationId', body.id);",
+        ],
+    ),
+    (
+        "Ada sends a message",
+        "sendMessage",
+        {"id": "{{conversationId}}"},
+        {"client_msg_id": "{{$guid}}", "body": "Hello from the flow"},
+        201,
+        "ada",
+        [
+            "const body = pm.response.json();",
+            "pm.expect(body.seq).to.be.above(0);",
+            "pm.collectionVariables.set('messageId', body.id);",
+            "pm.collectionVariables.set('messageSeq', String(body.seq));",
+        ],
+    ),
+    (
+        "Bob reads the history",
+        "listMessages",
+        {"id": "{{conversationId}}"},
+        None,
+        200,
+        "bob",
+        [
+            "const ids = pm.response.json().messages.map((m) => m.id);",
+            "pm.expect(ids).to.include(pm.collectionVariables.get('messageId'));",
+        ],
+    ),
+    (
+        "Bob marks it read",
+        "markRead",
+        {"id": "{{conversationId}}"},
+        {"up_to_seq": "{{messageSeq}}"},
+        204,
+        "bob",
+        [],
+    ),
+    ("Bob reacts", "putReaction", {"id": "{{messageId}}"}, {"emoji": "\U0001f44d"}, 204, "bob", []),
+    (
+        "Ada edits her message",
+        "editMessage",
+        {"id": "{{messageId}}"},
+        {"body": "Hello from the flow, edited"},
+        200,
+        "ada",
+        ["pm.expect(pm.response.json().edited_at).to.be.a('string');"],
+    ),
+    (
+        "Bob sees the last body and his reaction",
+        "listMessages",
+        {"id": "{{conversationId}}"},
+        None,
+        200,
+        "bob",
+        [
+            "const id = pm.collectionVariables.get('messageId');",
+            "const message = pm.response.json().messages.find((m) => m.id === id);",
+            "pm.expect(message.body).to.eql('Hello from the flow, edited');",
+            "const bob = pm.collectionVariables.get('bobId');",
+            "pm.expect(message.reactions.map((r) => r.user_id)).to.eql([bob]);",
+        ],
+    ),
+    ("Ada deletes it for everyone", "deleteMessage", {"id": "{{messageId}}"}, None, 204, "ada", []),
+    (
+        "Ada exports her data",
+        "exportMe",
+        {},
+        None,
+        200,
+        "ada",
+        ["pm.expect(pm.response.json().user.id).to.eql(pm.collectionVariables.get('adaId'));"],
+    ),
+    ("Ada deletes her account", "deleteMe", {}, {"password": FLOW_PASSWORD}, 204, "ada", []),
+    ("Ada's profile is gone", "getUser", {"id": "{{adaId}}"}, None, 404, "bob", []),
+    ("Bob logs out", "logout", {}, {"refresh_token": "{{bobRefresh}}"}, 204, "bob", []),
+    (
+        "Bob's refresh token is refused now",
+        "refreshTokens",
+        {},
+        {"refresh_token": "{{bobRefresh}}"},
+        401,
+        None,
+        [],
+    ),
+]
+# Random phones per run (set before the first request), so the flow runs again on one stack.
+FLOW_PRE_REQUEST = [
+    "const phone = () => '+1555' + String(Math.floor(10000000 + Math.random() * 89999999));",
+    "if (!pm.collectionVariables.get('adaPhone')) {",
+    "  pm.collectionVariables.set('adaPhone', phone());",
+    "  pm.collectionVariables.set('bobPhone', phone());",
+    "}",
+]
+
+
+def render_postman_flow(document: dict[str, Any]) -> dict[str, Any]:
+    operations = {
+        op["operationId"]: (path, method)
+        for path, item in document.get("paths", {}).items()
+        for method, op in item.items()
+        if method in HTTP_METHODS
+    }
+    items = []
+    for name, operation_id, path_values, body, status, user, after in FLOW:
+        path, method = operations[operation_id]
+        segments = [
+            path_values[segment[1:-1]] if segment.startswith("{") and segment.endswith("}") else segment
+            for segment in path.strip("/").split("/")
+        ]
+        request: dict[str, Any] = {
+            "method": method.upper(),
+            "header": [],
+            "url": {"raw": "{{baseUrl}}/" + "/".join(segments), "host": ["{{baseUrl}}"], "path": segments},
+            "auth": {"type": "noauth"}
+            if user is None
+            else {
+                "type": "bearer",
+                "bearer": [{"key": "token", "value": f"{{{{{user}Token}}}}", "type": "string"}],
+            },
+        }
+        if body is not None:
+            raw = json.dumps(body, indent=2, ensure_ascii=False)
+            raw = raw.replace('"{{messageSeq}}"', "{{messageSeq}}")  # a number in the body
+            request["header"].append({"key": "Content-Type", "value": "application/json"})
+            request["body"] = {"mode": "raw", "raw": raw, "options": {"raw": {"language": "json"}}}
+        test = [
+            f"pm.test('{name}: {status}', () => {{",
+            f"  pm.response.to.have.status({status});",
+            *(f"  {line}" for line in after),
+            "});",
+        ]
+        items.append(
+            {
+                "name": name,
+                "request": request,
+                "event": [{"listen": "test", "script": {"type": "text/javascript", "exec": test}}],
+            }
+        )
+    servers = document.get("servers") or [{"url": "http://127.0.0.1"}]
+    return {
+        "info": {
+            "name": "WhatsApp-like API: the main flow",
+            "description": (
+                "Generated from docs/api/openapi.yaml by scripts/gen_docs.py; do not edit by hand. "
+                "Run it against a deployed stack: "
+                "`newman run docs/api/whatsapp.flow.postman_collection.json` "
+                "(`--env-var baseUrl=https://...` for another address). Every request checks its status."
+            ),
+            "schema": POSTMAN_SCHEMA,
+        },
+        "event": [{"listen": "prerequest", "script": {"type": "text/javascript", "exec": FLOW_PRE_REQUEST}}],
+        "item": items,
+        "variable": [{"key": "baseUrl", "value": servers[0]["url"], "type": "string"}],
+    }
+
+
 def render_postman_text(root: Path = ROOT) -> str:
     document = load_yaml(root / OPENAPI)
     return json.dumps(render_postman(document), indent=2, ensure_ascii=False) + "\n"
@@ -502,7 +707,9 @@ def render_postman_text(root: Path = ROOT) -> str:
 
 
 def outputs(root: Path = ROOT) -> dict[Path, str]:
-    return {VARIABLES_MD: render_variables(root), POSTMAN: render_postman_text(root)}
+    document = load_yaml(root / OPENAPI)
+    flow = json.dumps(render_postman_flow(document), indent=2, ensure_ascii=False) + "\n"
+    return {VARIABLES_MD: render_variables(root), POSTMAN: render_postman_text(root), POSTMAN_FLOW: flow}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -530,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regenerate with: {REGENERATE}", file=sys.stderr)
         return 1
     if args.check:
-        print("docs/variables.md and the Postman collection are up to date")
+        print("docs/variables.md and the Postman collections are up to date")
     return 0
 
 

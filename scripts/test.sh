@@ -23,10 +23,11 @@ t_boot=$(elapsed "$t")
 # redis-server and PostgreSQL's server programs for the unit tests' throw-away stores (real
 # servers, no container: tests/unit/services/real_backends.py),
 # Debian's chromium and chromium-driver for the web client's browser test (nothing is
-# downloaded by Selenium), and node for the syntax check of the client's JavaScript.
+# downloaded by Selenium), node for the syntax check of the client's JavaScript, and npm to
+# install newman (the Postman flow's runner, pinned by tests/newman/package-lock.json).
 if ! { command -v psql && command -v redis-server && command -v chromium && command -v chromedriver \
-       && command -v node && compgen -G '/usr/lib/postgresql/*/bin/initdb'; } >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  info "installing postgresql-client, postgresql, redis-server, chromium, chromium-driver and node for the tests"
+       && command -v node && command -v npm && compgen -G '/usr/lib/postgresql/*/bin/initdb'; } >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  info "installing postgresql-client, postgresql, redis-server, chromium, chromium-driver, node and npm for the tests"
   # Only the programs are wanted: started Debian redis and postgresql services would hold
   # 127.0.0.1:6379 and :5432, the containers' published ports. policy-rc.d (exit 101)
   # forbids starting them.
@@ -35,7 +36,7 @@ if ! { command -v psql && command -v redis-server && command -v chromium && comm
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy_added=1
   fi
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client postgresql redis-server \
-    chromium chromium-driver $(command -v node >/dev/null || echo nodejs) >/dev/null
+    chromium chromium-driver $(command -v node >/dev/null || echo nodejs) $(command -v npm >/dev/null || echo npm) >/dev/null
   if [ -n "$policy_added" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
