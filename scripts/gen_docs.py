@@ -668,7 +668,7 @@ def render_postman_flow(document: dict[str, Any]) -> dict[str, Any]:
             request["header"].append({"key": "Content-Type", "value": "application/json"})
             request["body"] = {"mode": "raw", "raw": raw, "options": {"raw": {"language": "json"}}}
         test = [
-            f"pm.test('{name}: {status}', () => {{",
+            f"pm.test({json.dumps(f'{name}: {status}')}, () => {{",
             f"  pm.response.to.have.status({status});",
             *(f"  {line}" for line in after),
             "});",
