@@ -184,11 +184,7 @@ def remove_member(conn: psycopg.Connection, conversation_id: str, user_id: str) 
         "DELETE FROM conversations.members WHERE conversation_id = %s AND user_id = %s RETURNING 1",
         (conversation_id, user_id),
     ).fetchone()
-    conn.execute(
-        "DELETE FROM conversations.session_marks WHERE conversation_id = %s AND user_id = %s",
-        (conversation_id, user_id),
-    )
-    return row is not None
+    return row is not None  # the member's session marks go with it (foreign key)
 
 
 def promote_oldest_if_no_admin(conn: psycopg.Connection, conversation_id: str) -> None:
