@@ -113,41 +113,27 @@ def test_the_deploy_ends_with_the_container_table():
     assert "ADDRESS" in result.stdout and "IMAGE" in result.stdout
 
 
-def test_scale_chat_to_two_replicas_and_back_keeps_messaging_working():
-    alice, bob = User("Alice"), User("Bob")
-    conversation = alice.direct_with(bob)
-    with alice.socket() as a:
-        before = a.send_message(conversation, "before scaling")["message"]
-    up = script("scale.sh", "chat=2", *INVENTORY, log="scale-up.log", timeout=1200)
-    try:
-        assert up.returncode == 0, tail(up)
-        containers = stack_containers()
-        assert containers["whatsapp-chat-2"]["State"]["Health"]["Status"] == "healthy"
-        # nginx balances over both (split by request id): of 10 sockets (a user's most), some
-        # land on each replica, and a message sent through one reaches those of the other.
-        sockets = [bob.socket() for _ in range(10)]
-        try:
-            per_replica = [open_sockets(port) for port in (CHAT_PORT, CHAT_PORT + STEP)]
-            assert all(n >= 1 for n in per_replica) and sum(per_replica) >= 10, per_replica
-            ack = sockets[0].send_message(conversation, "after scaling")
-            assert ack["type"] == "message.ack", ack
-            sent_id = ack["message"]["id"]
-            for s in sockets:
-                s.wait_for(lambda f: f["type"] == "message.new" and f["message"]["id"] == sent_id)
-        finally:
-            for s in sockets:
-                s.close()
-    finally:
-        down = script("scale.sh", "chat=1", *INVENTORY, log="scale-down.log", timeout=1200)
-    assert down.returncode == 0, tail(down)
-    assert "whatsapp-chat-2" not in stack_containers()
-    assert [m["body"] for m in bob.history(conversation)] == ["before scaling", "after scaling"]
-    assert bob.history(conversation)[0]["id"] == before["id"]
-
-
-# Scaled once each under traffic by the test below (chat has its own test above).
-SCALED = ["gateway", "user", "message_processor", "notification", "scheduled_jobs"]
+# Every service scaled to two replicas and back at once, under traffic, by the test below
+# (one scale-up and one scale-down: each costs a deploy of the services and nginx).
+SCALED = ["chat", "gateway", "user", "message_processor", "notification", "scheduled_jobs"]
 SECOND = [f"whatsapp-{role.replace('_', '-')}-2" for role in SCALED]
+
+
+def assert_chat_replicas_share_the_sockets(user: User, conversation: str) -> None:
+    """nginx balances over both chat replicas (split by request id): of 10 sockets (a user's
+    most), some land on each, and a message sent through one reaches those of the other."""
+    sockets = [user.socket() for _ in range(10)]
+    try:
+        per_replica = [open_sockets(port) for port in (CHAT_PORT, CHAT_PORT + STEP)]
+        assert all(n >= 1 for n in per_replica) and sum(per_replica) >= 10, per_replica
+        ack = sockets[0].send_message(conversation, "through a scaled chat")
+        assert ack["type"] == "message.ack", ack
+        sent_id = ack["message"]["id"]
+        for s in sockets:
+            s.wait_for(lambda f: f["type"] == "message.new" and f["message"]["id"] == sent_id)
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def assert_each_second_replica_does_its_part(bob: User) -> None:
@@ -185,13 +171,15 @@ def assert_delivered_once_in_order(receiver, conversation: str, acked: list[str]
     assert seqs == sorted(seqs), "message.new frames arrived out of seq order"
 
 
-def test_scale_the_other_services_under_traffic_loses_nothing():
-    """gateway, user, message_processor, notification and scheduled_jobs to two replicas and
-    back while a sender posts on a socket opened before: each second replica turns healthy and
-    does its part (nginx sends API requests to the second gateway, the second processor stores
-    messages from the shared queue, one scheduler leads and the other stands by, the second
-    user replica answers), and every acknowledged message reaches the receiver once and in seq
-    order, though two processors now fan out side by side and nginx reloaded meanwhile."""
+def test_scale_every_service_to_two_replicas_and_back_under_traffic_loses_nothing():
+    """Every service to two replicas and back while a sender posts on a socket opened before:
+    each second replica turns healthy and does its part (sockets spread over both chats and a
+    message crosses them, nginx sends API requests to the second gateway, the second processor
+    stores messages from the shared queue, one scheduler leads and the other stands by, the
+    second user replica answers), and every acknowledged message reaches the receiver once and
+    in seq order, though two processors now fan out side by side and nginx reloaded meanwhile;
+    after scaling back the history holds every message, the one sent through the scaled chat
+    included."""
     alice, bob = User("Alice"), User("Bob")
     conversation = alice.direct_with(bob)
     acked: list[str] = []
@@ -218,6 +206,9 @@ def test_scale_the_other_services_under_traffic_loses_nothing():
         try:
             assert up.returncode == 0, tail(up)
             assert_each_second_replica_does_its_part(bob)
+            dave = User("Dave")  # bob's socket is open: the 10 sockets are another user's
+            crossing = bob.direct_with(dave)
+            assert_chat_replicas_share_the_sockets(dave, crossing)
         finally:
             down = script(
                 "scale.sh", *[f"{r}=1" for r in SCALED], *INVENTORY, log="scale-down-all.log", timeout=1200
@@ -229,3 +220,4 @@ def test_scale_the_other_services_under_traffic_loses_nothing():
         assert not refused and len(acked) >= 10, (refused[:3], len(acked))
         assert_delivered_once_in_order(b, conversation, acked)
     assert [m["id"] for m in bob.history(conversation)] == acked
+    assert [m["body"] for m in dave.history(crossing)] == ["through a scaled chat"]

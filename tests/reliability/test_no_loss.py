@@ -40,7 +40,7 @@ CONTAINERS = [
 # Every other container of the stack (nginx, postgres, user, gateway, notification,
 # scheduled_jobs, prometheus and its exporters) is killed once (SIGKILL, the harsher case).
 KILL_ONLY_ROLES = [role for role in GROUP_VARS["whatsapp_roles"] if role != "docker_host"]
-SETTLE_SECONDS = 4  # traffic before and after each disruption
+SETTLE_SECONDS = 2  # seconds of traffic before and after each disruption
 
 
 def container_health(name: str) -> str:

@@ -2,9 +2,11 @@
 
 Each scenario converges the role on the local engine, verifies with testinfra and destroys
 what it made; the scenarios of the stores and services share what they made instead (see
-KEEP). Idempotence is asserted for every role at once by the second site.yml run
-(tests/e2e/test_site.py, tests/swarm/test_swarm_stack.py). The full molecule
-output of each role is kept in .test-logs/molecule-<role>.log.
+KEEP; there, the other roles a scenario converges, already running healthy, are skipped:
+tests/molecule/inventory/hosts.yml). Idempotence is asserted for every role at once by the
+full second site.yml run of the whole stack (tests/reliability/test_remote.py; on Swarm,
+tests/swarm/test_swarm_stack.py). The full molecule output of each role is kept in
+.test-logs/molecule-<role>.log.
 """
 
 from __future__ import annotations

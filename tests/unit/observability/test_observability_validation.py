@@ -1,10 +1,12 @@
 """The validation play: a build-mode inventory that demands an upstream-only role fails naming
-`<role>_required` before anything changes, and production refuses the new development secrets."""
+`<role>_required` before anything changes, production refuses the new development secrets, and
+each role's meaning checks name every bad value. All of it in one validation run, a host per case
+(conftest.validate_each)."""
 
 from __future__ import annotations
 
 import pytest
-from conftest import playbook, recap, tail
+from conftest import validate_each
 
 ROLES = ["grafana", "elasticsearch", "logstash", "kibana"]
 SECRETS = [
@@ -14,27 +16,9 @@ SECRETS = [
     "kibana_encryption_key",
     "logstash_elasticsearch_password",
 ]
-
-
 # Each scenario checks its own role; here the first and the last of the Observability play.
-@pytest.mark.parametrize("role", [ROLES[0], ROLES[-1]])
-def test_required_role_without_a_registry_fails_naming_the_variable(role):
-    result = playbook("playbooks/validate.yml", "-e", f"{role}_required=true")
-    output = " ".join(result.stdout.split())
-    assert result.returncode != 0, tail(result)
-    assert f"{role}_required: is true, but" in output, tail(result)
-    assert "Debian does not package it" in output
-    assert all(c["changed"] == 0 for c in recap(result.stdout).values())
-
-
-def test_production_refuses_the_observability_development_secrets():
-    result = playbook("playbooks/validate.yml", "-e", "whatsapp_environment=production")
-    assert result.returncode != 0
-    for secret in SECRETS:
-        assert f"{secret} still has a development default" in result.stdout, secret
-
-
-# One run per role: its meaning checks report every bad value of the role at once.
+REQUIRED = [ROLES[0], ROLES[-1]]
+# One case per role: its meaning checks report every bad value of the role at once.
 BAD_VALUES = {
     "grafana": {"grafana_admin_password": "short", "grafana_prometheus_scrape_interval": "often"},
     "elasticsearch": {"elasticsearch_memory_limit": "512m", "elasticsearch_heap_percent": "90"},
@@ -43,10 +27,30 @@ BAD_VALUES = {
 }
 
 
+@pytest.fixture(scope="module")
+def refused() -> dict[str, str]:
+    cases = {f"required-{role}": {f"{role}_required": True} for role in REQUIRED}
+    cases |= {f"bad-{role}": values for role, values in BAD_VALUES.items()}
+    cases["production"] = {"whatsapp_environment": "production"}
+    return {
+        case: " ".join(text.split())
+        for case, text in validate_each(cases, log="validate-observability.log").items()
+    }
+
+
+@pytest.mark.parametrize("role", REQUIRED)
+def test_required_role_without_a_registry_fails_naming_the_variable(refused, role):
+    failure = refused[f"required-{role}"]
+    assert f"{role}_required: is true, but" in failure, failure[:2000]
+    assert "Debian does not package it" in failure
+
+
+def test_production_refuses_the_observability_development_secrets(refused):
+    for secret in SECRETS:
+        assert f"{secret} still has a development default" in refused["production"], secret
+
+
 @pytest.mark.parametrize("role", BAD_VALUES)
-def test_bad_observability_values_are_refused_naming_each_variable(role):
-    args = [arg for name, value in BAD_VALUES[role].items() for arg in ("-e", f"{name}={value}")]
-    result = playbook("playbooks/validate.yml", *args)
-    assert result.returncode != 0, tail(result)
+def test_bad_observability_values_are_refused_naming_each_variable(refused, role):
     for name in BAD_VALUES[role]:
-        assert f'"msg": "{name}: ' in result.stdout, (name, tail(result))
+        assert f"{name}: " in refused[f"bad-{role}"], (name, refused[f"bad-{role}"][:2000])
