@@ -28,6 +28,7 @@ from services.chat.models import (
     check_not_blank,
     check_uuid,
 )
+from services.chat.receipts import mark_and_announce
 from services.common.auth import require_user
 from services.common.bodies import json_object, parse_body
 from services.common.errors import Conflict, Forbidden, NotFound, ValidationError
@@ -271,23 +272,13 @@ def mark_read(conversation_id: str) -> Response:
     reader = require_user()
     conversation_id = conversation_uuid(conversation_id)
     body = parse_body(ReadRequest)
-    ctx = chat_context()
-    with ctx.db.connection() as conn:
-        mark = store.mark_receipt(
-            conn, conversation_id, reader, body.up_to_seq, "read", session_id=g.get("session_id")
-        )
-    if mark is None:
-        raise NotFound("no such conversation")
-    # Also to the reader's own sockets (its other devices), so their unread counts follow.
-    ctx.hub.publish_event(
-        [*ctx.hub.audience(conversation_id, reader, seq=mark), reader],
-        {
-            "type": "receipt",
-            "conversation_id": conversation_id,
-            "user_id": reader,
-            "up_to_seq": mark,
-            "status": "read",
-        },
+    mark_and_announce(
+        chat_context(),
+        conversation_id=conversation_id,
+        reader=reader,
+        up_to_seq=body.up_to_seq,
+        status="read",
+        session_id=g.get("session_id"),
     )
     return Response(status=204)
 

@@ -18,13 +18,13 @@ import pydantic
 from flask import Flask, current_app, g, request
 from flask_sock import Sock
 
-from services.chat import store
 from services.chat.accept import SendRequest
 from services.chat.context import ChatContext, chat_context
 from services.chat.handshake import check_upgrade
 from services.chat.hub import CLOSE_UNAUTHORIZED, Connection
 from services.chat.messages import message_json
 from services.chat.models import FRAME_MODELS, AuthFrame, ReceiptFrame, SendFrame, TypingFrame
+from services.chat.receipts import mark_and_announce
 from services.common.auth import VERIFIER_EXTENSION, AccessTokenVerifier, bearer_token
 from services.common.errors import ApiError, NotFound, Unauthorized, describe_validation_error
 from services.common.request_id import new_request_id
@@ -185,27 +185,14 @@ def _send(ctx: ChatContext, conn: Connection, frame: SendFrame) -> None:
 
 
 def _receipt(ctx: ChatContext, conn: Connection, frame: ReceiptFrame) -> None:
-    with ctx.db.connection() as db:
-        mark = store.mark_receipt(
-            db, frame.conversation_id, conn.user_id, frame.up_to_seq, frame.status, session_id=conn.session_id
-        )
-    if mark is None:
-        raise NotFound("no such conversation")
-    audience = ctx.hub.audience(frame.conversation_id, conn.user_id, seq=mark)
-    # A read on one device is echoed to the reader's other sockets (its other sessions, other
-    # tabs), so their unread counts follow; never back to the socket that sent it.
-    if frame.status == "read":
-        audience = [*audience, conn.user_id]
-    ctx.hub.publish_event(
-        audience,
-        {
-            "type": "receipt",
-            "conversation_id": frame.conversation_id,
-            "user_id": conn.user_id,
-            "up_to_seq": mark,
-            "status": frame.status,
-        },
-        except_conn=conn.id if frame.status == "read" else None,
+    mark_and_announce(
+        ctx,
+        conversation_id=frame.conversation_id,
+        reader=conn.user_id,
+        up_to_seq=frame.up_to_seq,
+        status=frame.status,
+        session_id=conn.session_id,
+        from_conn=conn.id,
     )
 
 
