@@ -126,6 +126,26 @@ def validate_each(
     return {name: "\n".join(found) for name, found in failed.items()}
 
 
+# The unit tests of the services' SQL (tests/unit/services): a throw-away database with the
+# accounts and conversations schemas per test module, and a connection to it per test. A
+# module that needs other schemas or more defines its own `dsn`.
+@pytest.fixture(scope="module")
+def dsn():
+    from real_backends import throwaway_database  # noqa: PLC0415 - tests/unit/services only
+
+    with throwaway_database(["accounts", "conversations"]) as url:
+        yield url
+
+
+@pytest.fixture
+def conn(dsn):
+    import psycopg  # noqa: PLC0415 - tests/unit/services only
+    from psycopg.rows import dict_row  # noqa: PLC0415
+
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as connection:
+        yield connection
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -17,6 +17,7 @@ program the tests fail, naming the package to install: they are never skipped.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -25,7 +26,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -128,13 +129,22 @@ def _local_postgres() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+_shared: dict[str, str] = {}
+
+
 @contextmanager
 def _admin_dsn() -> Iterator[str]:
+    """WHATSAPP_TEST_POSTGRES_DSN, or one local server for the whole pytest run (started by
+    the first module that needs it, stopped when the run ends): each module's throw-away
+    database lives on it."""
     if os.environ.get("WHATSAPP_TEST_POSTGRES_DSN"):
         yield os.environ["WHATSAPP_TEST_POSTGRES_DSN"]
         return
-    with _local_postgres() as dsn:
-        yield dsn
+    if "dsn" not in _shared:
+        server = ExitStack()
+        _shared["dsn"] = server.enter_context(_local_postgres())
+        atexit.register(server.close)
+    yield _shared["dsn"]
 
 
 @contextmanager

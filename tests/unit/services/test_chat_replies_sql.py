@@ -11,25 +11,11 @@ import uuid
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
-from real_backends import throwaway_database
 from test_chat_store_sql import new_users, post
 from test_chat_units import chat_env, token
 
 from services.chat import create_app, store
 from services.chat.settings import ChatSettings
-
-
-@pytest.fixture(scope="module")
-def dsn():
-    with throwaway_database(["accounts", "conversations"]) as dsn:
-        yield dsn
-
-
-@pytest.fixture
-def conn(dsn):
-    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
-        yield conn
 
 
 @pytest.fixture

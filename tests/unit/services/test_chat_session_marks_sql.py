@@ -9,27 +9,11 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import psycopg
-import pytest
-from psycopg.rows import dict_row
-from real_backends import throwaway_database
 from test_chat_store_sql import new_users, post
 
 from services.chat import store
 from services.common.times import utcnow
 from services.scheduled_jobs.tokens import delete_sessions_without_tokens
-
-
-@pytest.fixture(scope="module")
-def dsn():
-    with throwaway_database(["accounts", "conversations"]) as dsn:
-        yield dsn
-
-
-@pytest.fixture
-def conn(dsn):
-    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
-        yield conn
 
 
 def new_session(conn, user_id: str) -> str:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import uuid
 
-import psycopg
 import pytest
 import redis
-from psycopg.rows import dict_row
-from real_backends import redis_url, throwaway_database
+from real_backends import redis_url
 from service_helpers import bearer, user_app
 
 from services.chat import store as chat_store
@@ -24,12 +22,6 @@ PASSWORD = "correct horse battery staple"  # noqa: S105 - a test account
 
 
 @pytest.fixture(scope="module")
-def dsn():
-    with throwaway_database(["accounts", "conversations"]) as dsn:
-        yield dsn
-
-
-@pytest.fixture(scope="module")
 def app(dsn):
     with redis_url() as url:
         app = user_app(WHATSAPP_POSTGRES_DSN=dsn, WHATSAPP_REDIS_URL=url)
@@ -37,12 +29,6 @@ def app(dsn):
         yield app
         with app.app_context():
             user_context().db.close()
-
-
-@pytest.fixture
-def conn(dsn):
-    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
-        yield conn
 
 
 def register(client, name: str) -> dict:

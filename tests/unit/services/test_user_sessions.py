@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import redis
 from psycopg.rows import dict_row
-from real_backends import redis_url, throwaway_database
+from real_backends import redis_url
 from service_helpers import bearer, user_app
 
 from services.common.sessions import ENDED_KEY
@@ -24,12 +24,6 @@ from services.scheduled_jobs.tokens import delete_sessions_without_tokens
 from services.user.context import user_context
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - a test account
-
-
-@pytest.fixture(scope="module")
-def dsn():
-    with throwaway_database(["accounts", "conversations"]) as dsn:
-        yield dsn
 
 
 @pytest.fixture(scope="module")

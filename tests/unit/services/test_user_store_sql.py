@@ -28,12 +28,6 @@ def dsn():
         yield dsn
 
 
-@pytest.fixture
-def conn(dsn):
-    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
-        yield conn
-
-
 def new_user(conn, name: str = "u") -> str:
     phone = "+1999" + str(uuid.uuid4().int)[:10]
     row = store.create_user(conn, phone=phone, display_name=name, password_hash="x")  # noqa: S106
