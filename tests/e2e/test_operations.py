@@ -155,7 +155,9 @@ def assert_each_second_replica_does_its_part(bob: User) -> None:
     # reach the second (all 20 missing it by chance: one in a million).
     for _ in range(20):
         assert bob.api.call("GET", "/conversations").status_code == 200
-    logs = subprocess.run(["docker", "logs", SECOND[0]], capture_output=True, text=True, check=True)
+    logs = subprocess.run(
+        ["docker", "logs", "whatsapp-gateway-2"], capture_output=True, text=True, check=True
+    )
     assert "/api/v1/conversations" in logs.stdout + logs.stderr
 
 
