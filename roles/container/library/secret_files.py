@@ -9,6 +9,7 @@ Python standard library, so it runs with any host's Python (a remote host has no
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 
@@ -45,19 +46,27 @@ def _mode(value) -> int:
     return int(str(value), 8) if not isinstance(value, int) else value
 
 
+def _meta_differs(st: os.stat_result, mode: int, uid: int | None, gid: int | None) -> bool:
+    """Whether a file's or folder's mode or owner is not the wanted one (None: any owner)."""
+    return (
+        (st.st_mode & 0o7777) != mode
+        or (uid is not None and st.st_uid != uid)
+        or (gid is not None and st.st_gid != gid)
+    )
+
+
 def _needs(path: str, content: bytes, mode: int, uid: int | None, gid: int | None) -> tuple[bool, bool]:
     """(content differs, only the metadata differs) for one file."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return True, False
-    if not os.path.isfile(path) or os.path.islink(path):
+    if not stat.S_ISREG(st.st_mode):
         return True, False
     with open(path, "rb") as handle:
         if handle.read() != content:
             return True, False
-    meta = (st.st_mode & 0o7777) != mode or (uid is not None and st.st_uid != uid)
-    return False, meta or (gid is not None and st.st_gid != gid)
+    return False, _meta_differs(st, mode, uid, gid)
 
 
 def _chown(path: str, uid: int | None, gid: int | None) -> None:
@@ -73,14 +82,10 @@ def _folder(path: str, mode: int, uid: int | None, gid: int | None, check: bool)
             os.makedirs(path, mode=mode, exist_ok=True)
     if check and changed:
         return True
-    st = os.stat(path)
-    if (st.st_mode & 0o7777) != mode:
+    if _meta_differs(os.stat(path), mode, uid, gid):
         changed = True
         if not check:
             os.chmod(path, mode)
-    if (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid):
-        changed = True
-        if not check:
             _chown(path, uid, gid)
     return changed
 
@@ -115,10 +120,10 @@ def _replace(wanted: Wanted, target: str, content: bytes) -> None:
 
 def _write_files(wanted: Wanted, check: bool) -> list[str]:
     written = []
+    exists = os.path.isdir(wanted.path)  # only in check mode can it be missing
     for name, value in sorted(wanted.files.items()):
         target = os.path.join(wanted.path, name)
         content = value.encode()
-        exists = os.path.isdir(wanted.path)
         differs, meta = (
             _needs(target, content, wanted.mode, wanted.uid, wanted.gid) if exists else (True, False)
         )
