@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import secrets
 import subprocess
+import tempfile
 import time
 import urllib.parse
 from collections import defaultdict
@@ -88,15 +90,12 @@ def playbook(
 
 def validate_each(
     cases: dict[str, dict], *args: str, log: str, inventory: str = TEST_INVENTORY
-) -> dict[str, str]:
+) -> dict[str, list[str]]:
     """playbooks/validate.yml for many inventories in one ansible-playbook run (one start of
     Ansible instead of one per case, about 5 s of CPU each): one local host per case, with the
     test inventory's group_vars and the case's values as host vars (above every group_vars,
     like -e for the variables validation reads). Returns, per case, the messages of the tasks
-    that failed for it, each after its task's name ("" when it passed)."""
-    import json  # noqa: PLC0415 - only here
-    import tempfile  # noqa: PLC0415
-
+    that failed for it (a looped task's, one per item that failed); [] when it passed."""
     with tempfile.TemporaryDirectory(prefix="validate-each-") as work:
         folder = Path(work)
         (folder / "group_vars").symlink_to(Path(inventory) / "group_vars")
@@ -112,18 +111,21 @@ def validate_each(
         )
     # The JSON report, then what other callbacks print (the timer's line).
     report, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
-    failed: dict[str, list] = {name: [] for name in cases}
+    failed: dict[str, list[str]] = {name: [] for name in cases}
     for play in report["plays"]:
         for task in play["tasks"]:
             for host, outcome in task["hosts"].items():
                 if outcome.get("failed") or outcome.get("unreachable"):
-                    messages = [outcome.get("msg", "")] + [
-                        r.get("msg", "") for r in outcome.get("results", [])
-                    ]
-                    failed[host].append(f"{task['task']['name']}: {' | '.join(map(str, messages))}")
+                    outcomes = [outcome, *(r for r in outcome.get("results", []) if r.get("failed"))]
+                    failed[host] += [" ".join(str(o["msg"]).split()) for o in outcomes if o.get("msg")]
     for host, stats in report["stats"].items():
         assert stats["changed"] == 0, f"validating {host} changed something: {stats}"
-    return {name: "\n".join(found) for name, found in failed.items()}
+    return failed
+
+
+def message_naming(messages: list[str], name: str) -> bool:
+    """Whether one of the messages is about that variable (it starts with its name)."""
+    return any(m.startswith(f"{name}: ") for m in messages)
 
 
 # The unit tests of the services' SQL (tests/unit/services): a throw-away database with the
