@@ -50,6 +50,7 @@ class SendRequest:
     request_id: str | None
     encrypted: bool = False
     reply_to: str | None = None
+    media_id: str | None = None
     # Filled by the stages:
     row: dict[str, Any] | None = None
     created: bool = False
@@ -90,11 +91,18 @@ def _record(conn: Any, batch: list[SendRequest]) -> None:
             {(r.conversation_id, r.sender, r.reply_to) for r in valid if r.reply_to and r.key not in existing}
         ),
     )
+    # A message's media is one of its sender's own uploads (new messages only, as replies).
+    owned = store.own_media(
+        conn, list({(r.sender, r.media_id) for r in valid if r.media_id and r.key not in existing})
+    )
     for r in valid:
         if r.key in existing or r.key in new:
             continue
         if r.reply_to and (r.conversation_id, r.sender, r.reply_to) not in replies:
             r.error = ValidationError("reply_to: no message of this conversation that you can see")
+            continue
+        if r.media_id and (r.sender, r.media_id) not in owned:
+            r.error = ValidationError("media_id: not a file you uploaded")
             continue
         new[r.key] = {
             "id": str(uuid.uuid4()),
@@ -105,6 +113,7 @@ def _record(conn: Any, batch: list[SendRequest]) -> None:
             "ttl_seconds": r.ttl_seconds,
             "encrypted": r.encrypted,
             "reply_to": r.reply_to,
+            "media_id": r.media_id,
         }
         counts[r.conversation_id] = counts.get(r.conversation_id, 0) + 1
     if new:

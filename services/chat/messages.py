@@ -36,6 +36,7 @@ def send_message(  # noqa: PLR0913 - keyword-only: the frame's fields, named
     request_id: str | None,
     encrypted: bool = False,
     reply_to: str | None = None,
+    media_id: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """(message, created): accepted durably once this returns; raises NotFound/Forbidden/Unavailable.
 
@@ -52,6 +53,7 @@ def send_message(  # noqa: PLR0913 - keyword-only: the frame's fields, named
             request_id=request_id,
             encrypted=encrypted,
             reply_to=reply_to,
+            media_id=media_id,
         )
     )
     assert accepted.row is not None

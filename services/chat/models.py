@@ -35,14 +35,19 @@ AnyBody = Annotated[str, Field(min_length=1, max_length=MAX_ENCRYPTED_BODY_CHARS
 
 
 class _MaybeEncrypted(RequestModel):
-    """`body` with `encrypted`: opaque when true, the plain message rules otherwise."""
+    """`body` with `encrypted`: opaque when true, the plain message rules otherwise. A
+    message with `media_id` may have an empty body (no caption)."""
 
-    body: AnyBody
+    body: AnyBody | Literal[""] = ""
     encrypted: bool = False
+    media_id: Uuid | None = None
 
     @model_validator(mode="after")
     def _plain_rules(self) -> _MaybeEncrypted:
-        if not self.encrypted:
+        if self.body == "":
+            if self.media_id is None:
+                raise ValueError("body: must not be empty unless the message carries media_id")
+        elif not self.encrypted:
             if len(self.body) > MAX_BODY_CHARS:
                 raise ValueError(f"body must have at most {MAX_BODY_CHARS} characters unless encrypted")
             check_not_blank(self.body)

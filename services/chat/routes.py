@@ -29,6 +29,7 @@ from services.chat.models import (
     check_uuid,
 )
 from services.chat.receipts import mark_and_announce
+from services.common import media
 from services.common.auth import require_user
 from services.common.bodies import json_object, parse_body
 from services.common.errors import Conflict, Forbidden, NotFound, ValidationError
@@ -262,6 +263,7 @@ def post_message(conversation_id: str) -> tuple[Response, int]:
         ttl_seconds=body.ttl_seconds,
         encrypted=body.encrypted,
         reply_to=body.reply_to,
+        media_id=body.media_id,
         request_id=g.get("request_id"),
     )
     return jsonify(message), 201 if created else 200
@@ -296,7 +298,13 @@ def delete_message(message_id: str) -> Response:
         # transaction rolls back, the answer is 503 and a retry finds the message as it was,
         # so no body is left behind in either store. (Not stored yet: message_processor
         # finds the row erased when it stores the message, and erases its copy then.)
-        ctx.mongo[MESSAGES].update_one({"_id": row["id"]}, {"$set": {"body": None, "deleted": True}})
+        ctx.mongo[MESSAGES].update_one(
+            {"_id": row["id"]}, {"$set": {"body": None, "deleted": True, "media": None}}
+        )
+        # Its file goes with it, unless another live message carries it too.
+        forgotten = media.forget(conn, [row["media_id"]]) if row["media_id"] else []
+    # The bytes after the commit (a crash in between leaves bytes without a row: swept).
+    media.delete_files(ctx.mongo, forgotten)
     conversation_id = str(row["conversation_id"])
     ctx.hub.publish_event(
         ctx.hub.members(conversation_id),

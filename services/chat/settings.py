@@ -63,3 +63,5 @@ class ChatSettings(MessagingSettings):
     ws_max_sockets_per_user: int = Field(default=10, ge=1, le=10_000)
     # Message rate per socket (frames per second), beyond it `rate_limited` error frames.
     ws_messages_per_second: float = Field(default=50.0, gt=0, le=10_000)
+    # The largest media upload (the contract: 16 MiB by default; 413 above).
+    media_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024**3)

@@ -16,7 +16,11 @@ Row = dict[str, Any]
 CONVERSATION_COLUMNS = "c.id, c.type, c.title, c.created_at, c.last_seq"
 MESSAGE_COLUMNS = (
     "m.id, m.conversation_id, m.seq, m.sender_id, m.client_msg_id, m.body, m.created_at, "
-    "m.expires_at, m.deleted_at, m.stored_at, m.encrypted, m.reply_to, m.edited_at"
+    "m.expires_at, m.deleted_at, m.stored_at, m.encrypted, m.reply_to, m.edited_at, m.media_id, "
+    # `message.media` of the contract; the subquery runs for the rare rows that carry one.
+    "CASE WHEN m.media_id IS NULL THEN NULL ELSE (SELECT json_build_object("
+    "'id', x.id, 'content_type', x.content_type, 'size', x.size) "
+    "FROM conversations.media x WHERE x.id = m.media_id) END AS media"
 )
 # How long after sending its sender may still edit a message (the contract: 15 minutes).
 EDIT_WINDOW = timedelta(minutes=15)
@@ -555,17 +559,20 @@ def allocate_seqs(conn: psycopg.Connection, counts: dict[str, int]) -> dict[str,
 
 def insert_messages(conn: psycopg.Connection, messages: list[Row]) -> list[Row]:
     """Record many messages (id, conversation_id, seq, sender_id, client_msg_id, body,
-    ttl_seconds, encrypted?, reply_to?) in one statement; the recorded rows, in seq order per conversation."""
+    ttl_seconds, encrypted?, reply_to?, media_id?) in one statement; the recorded rows, in
+    seq order per conversation."""
     rows = conn.execute(
         f"""
         INSERT INTO conversations.messages AS m
-            (id, conversation_id, seq, sender_id, client_msg_id, body, expires_at, encrypted, reply_to)
+            (id, conversation_id, seq, sender_id, client_msg_id, body, expires_at, encrypted, reply_to,
+             media_id)
         SELECT v.id, v.conversation_id, v.seq, v.sender_id, v.client_msg_id, v.body,
                CASE WHEN v.ttl IS NULL THEN NULL ELSE now() + make_interval(secs => v.ttl) END,
-               v.encrypted, v.reply_to
+               v.encrypted, v.reply_to, v.media_id
         FROM unnest(%s::text[], %s::uuid[], %s::bigint[], %s::uuid[], %s::text[], %s::text[], %s::int[],
-                    %s::boolean[], %s::text[])
-             AS v(id, conversation_id, seq, sender_id, client_msg_id, body, ttl, encrypted, reply_to)
+                    %s::boolean[], %s::text[], %s::uuid[])
+             AS v(id, conversation_id, seq, sender_id, client_msg_id, body, ttl, encrypted, reply_to,
+                  media_id)
         RETURNING {MESSAGE_COLUMNS}
         """,
         (
@@ -578,9 +585,63 @@ def insert_messages(conn: psycopg.Connection, messages: list[Row]) -> list[Row]:
             [m["ttl_seconds"] for m in messages],
             [bool(m.get("encrypted")) for m in messages],
             [m.get("reply_to") for m in messages],
+            [m.get("media_id") for m in messages],
         ),
     ).fetchall()
     return sorted(rows, key=lambda r: (str(r["conversation_id"]), int(r["seq"])))
+
+
+# ---- media -------------------------------------------------------------------------------
+
+MEDIA_COLUMNS = "x.id, x.uploader_id, x.content_type, x.size, x.sha256, x.created_at"
+
+
+def insert_media(  # noqa: PLR0913 - the row's columns, named
+    conn: psycopg.Connection, *, media_id: str, uploader: str, content_type: str, size: int, sha256: str
+) -> Row:
+    return conn.execute(
+        f"""
+        INSERT INTO conversations.media AS x (id, uploader_id, content_type, size, sha256)
+        VALUES (%s, %s, %s, %s, %s) RETURNING {MEDIA_COLUMNS}
+        """,
+        (media_id, uploader, content_type, size, sha256),
+    ).fetchone()
+
+
+def media_for(conn: psycopg.Connection, media_id: str, viewer: str) -> Row | None:
+    """The file if `viewer` may fetch it: its uploader, or a member of a conversation with a
+    live message carrying it within the history that member sees; None otherwise."""
+    return conn.execute(
+        f"""
+        SELECT {MEDIA_COLUMNS} FROM conversations.media x
+        WHERE x.id = %(id)s AND (
+            x.uploader_id = %(viewer)s
+            OR EXISTS (
+                SELECT 1 FROM conversations.messages m
+                JOIN conversations.members me
+                  ON me.conversation_id = m.conversation_id AND me.user_id = %(viewer)s
+                WHERE m.media_id = x.id AND m.seq > me.visible_after_seq AND m.body IS NOT NULL
+                  AND (m.expires_at IS NULL OR m.expires_at > now())
+            )
+        )
+        """,
+        {"id": media_id, "viewer": viewer},
+    ).fetchone()
+
+
+def own_media(conn: psycopg.Connection, wanted: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (uploader, media_id) pairs name an upload of that user, in one query."""
+    if not wanted:
+        return set()
+    rows = conn.execute(
+        """
+        SELECT x.uploader_id, x.id FROM conversations.media x
+        JOIN unnest(%s::uuid[], %s::uuid[]) AS v(uploader_id, id)
+          ON x.id = v.id AND x.uploader_id = v.uploader_id
+        """,
+        ([w[0] for w in wanted], [w[1] for w in wanted]),
+    ).fetchall()
+    return {(str(r["uploader_id"]), str(r["id"])) for r in rows}
 
 
 def messages_in_range(

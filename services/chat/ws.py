@@ -178,6 +178,7 @@ def _send(ctx: ChatContext, conn: Connection, frame: SendFrame) -> None:
             ttl_seconds=frame.ttl_seconds,
             encrypted=frame.encrypted,
             reply_to=frame.reply_to,
+            media_id=frame.media_id,
             request_id=g.get("request_id") or new_request_id(),
             on_done=answered,
         )

@@ -23,16 +23,28 @@ from services.common.request_id import init_request_ids
 
 MAX_BODY_BYTES = 64 * 1024
 SETTINGS_EXTENSION = "whatsapp_settings"
+# {path prefix: byte limit} for the few routes that take more than MAX_BODY_BYTES
+# (the media upload): set by the app that serves them.
+BODY_LIMITS_CONFIG = "WHATSAPP_BODY_LIMITS"
 # Probes hit these every few seconds; logging each at INFO would drown the real traffic.
 QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 access_log = logging.getLogger("services.access")
 
 
+def body_limit() -> int:
+    """This request's body cap: MAX_BODY_BYTES, or its route's own (BODY_LIMITS_CONFIG)."""
+    for prefix, limit in current_app.config.get(BODY_LIMITS_CONFIG, {}).items():
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            return int(limit)
+    return int(current_app.config["MAX_CONTENT_LENGTH"])
+
+
 def _enforce_body_cap() -> None:
     # Werkzeug only refuses an oversized body when a view reads it; refusing up front
     # answers 413 whatever the view does (or whether the content type is right).
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    limit = body_limit()
+    request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body larger than {limit // 1024} KiB")
 

@@ -28,4 +28,12 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         message["reply_to"] = row["reply_to"]
     if row.get("edited_at") is not None:
         message["edited_at"] = rfc3339(row["edited_at"])
+    media = row.get("media")
+    if media and message["status"] != "deleted" and row.get("body") is not None:
+        message["media"] = media_json(media)
     return message
+
+
+def media_json(media: dict[str, Any]) -> dict[str, Any]:
+    """`message.media`: what the file is, never its bytes (fetched by id, with access checked)."""
+    return {"id": str(media["id"]), "content_type": media["content_type"], "size": int(media["size"])}

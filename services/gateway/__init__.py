@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from services.common.app import create_base_app
+from services.common.app import BODY_LIMITS_CONFIG, create_base_app
 from services.common.health import add_readiness_check
 from services.common.redis_client import redis_check
 from services.gateway import auth, health, openapi, proxy
 from services.gateway.context import GatewayContext, init_gateway_context
 from services.gateway.limits import init_rate_limits
+from services.gateway.routing import STREAMED_PREFIXES
 from services.gateway.settings import GatewaySettings
 
 
@@ -27,6 +28,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     """The gateway's app; settings are read from the environment unless given."""
     settings = settings or GatewaySettings.from_env()
     app = create_base_app(settings.service_name, settings)
+    app.config[BODY_LIMITS_CONFIG] = dict.fromkeys(STREAMED_PREFIXES, settings.media_max_bytes)
     openapi.init_openapi(app, settings.openapi_path)
     context = GatewayContext.create(app, settings)
     init_gateway_context(app, context)

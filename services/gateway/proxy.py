@@ -9,8 +9,11 @@ itself), `Content-Type`, `Accept` and `User-Agent`, plus what the gateway vouche
 - `X-Forwarded-For` (the chain plus the peer) and `X-Real-IP` (the client, as rate limits see it).
 
 The client gets back the service's status, body and the headers that mean something to
-it (`Content-Type`, `Retry-After`, `Location`, `WWW-Authenticate`, `Allow`, caching ones).
-Hop-by-hop headers, cookies and `Host` never cross.
+it (`Content-Type`, `Retry-After`, `Location`, `WWW-Authenticate`, `Allow`, caching and
+range ones). Hop-by-hop headers, cookies and `Host` never cross.
+
+Media (routing.STREAMED_PREFIXES) streams both ways, a chunk at a time: an upload of 16 MiB
+is never whole in this worker, nor a download.
 """
 
 from __future__ import annotations
@@ -25,11 +28,21 @@ from services.common.errors import PayloadTooLarge
 from services.common.request_id import HEADER as REQUEST_ID_HEADER
 from services.gateway.context import gateway_context
 from services.gateway.limits import client_ip
-from services.gateway.routing import API_PREFIX, OWNERS
+from services.gateway.routing import API_PREFIX, OWNERS, STREAMED_PREFIXES
 
-FORWARDED_REQUEST_HEADERS = ("Accept", "Authorization", "Content-Type", "User-Agent")
+FORWARDED_REQUEST_HEADERS = (
+    "Accept",
+    "Authorization",
+    "Content-Type",
+    "User-Agent",
+    "Range",
+    "If-Range",
+    "If-None-Match",
+)
 RETURNED_RESPONSE_HEADERS = (
+    "Accept-Ranges",
     "Allow",
+    "Content-Range",
     "Cache-Control",
     "Content-Type",
     "ETag",
@@ -40,6 +53,7 @@ RETURNED_RESPONSE_HEADERS = (
 )
 BODYLESS_STATUSES = frozenset({204, 304})
 PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+STREAM_CHUNK = 64 * 1024
 # Characters left as they are when re-encoding the (already decoded) path: RFC 3986's
 # sub-delims and the few others a path segment may hold literally.
 PATH_SAFE = "/:@!$&'()*+,;=~"
@@ -68,8 +82,15 @@ def upstream_target() -> str:
     return target
 
 
-def client_response(answer: requests.Response) -> Response:
-    response = Response(answer.content, status=answer.status_code)
+def client_response(answer: requests.Response, *, streamed: bool = False) -> Response:
+    if streamed:
+        # The service's bytes as they come; the connection goes back to the pool at the end.
+        response = Response(answer.raw.stream(STREAM_CHUNK, decode_content=False), status=answer.status_code)
+        response.call_on_close(answer.close)
+        if "Content-Length" in answer.headers:
+            response.headers["Content-Length"] = answer.headers["Content-Length"]
+    else:
+        response = Response(answer.content, status=answer.status_code)
     # Werkzeug sets text/html by default; the type is the service's, if it has one.
     del response.headers["Content-Type"]
     for name in RETURNED_RESPONSE_HEADERS:
@@ -101,16 +122,44 @@ def request_body() -> bytes:
     return body
 
 
+class StreamedBody:
+    """The client's body read a chunk at a time as it is sent on. With a Content-Length,
+    `requests` sends the same length (its `len`); without one, chunked as it came. The body
+    cap is werkzeug's (request.max_content_length, set from the route's cap): over it the
+    read raises 413, and the service sees the upload end short."""
+
+    def __init__(self) -> None:
+        self.length = request.content_length
+
+    def __len__(self) -> int:
+        return self.length or 0
+
+    def __iter__(self):  # noqa: ANN204 - a generator of bytes
+        stream = request.stream
+        while chunk := stream.read(STREAM_CHUNK):
+            yield chunk
+
+
+def is_streamed(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in STREAMED_PREFIXES)
+
+
 def forward(upstream: str) -> Response:
+    streamed = is_streamed(request.path)
+    if streamed:
+        body: bytes | StreamedBody | None = StreamedBody() if request.method in ("POST", "PUT") else None
+    else:
+        # The body cap (64 KiB, 413 above) holds for chunked bodies too: see request_body().
+        body = request_body()
     answer = gateway_context().upstreams.request(
         upstream,
         request.method,
         upstream_target(),
         headers=upstream_headers(),
-        # The body cap (64 KiB, 413 above) holds for chunked bodies too: see request_body().
-        body=request_body(),
+        body=body,
+        stream=streamed,
     )
-    return client_response(answer)
+    return client_response(answer, streamed=streamed)
 
 
 def _proxy_view(prefix: str, upstream: str) -> Callable[..., Response]:

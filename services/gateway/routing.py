@@ -19,7 +19,11 @@ OWNERS: dict[str, str] = {
     "keys": "user",
     "conversations": "chat",
     "messages": "chat",
+    "media": "chat",
 }
+# Routes whose bodies (uploads) and answers (downloads) stream through, a chunk at a time,
+# under their own body cap (GatewaySettings.media_max_bytes) instead of the 64 KiB one.
+STREAMED_PREFIXES = (f"{API_PREFIX}/media",)
 
 # The contract's exceptions to "Bearer token on everything" among forwarded routes. Logout
 # is not one: it takes the refresh token in the body *and* an access token.

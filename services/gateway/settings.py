@@ -87,6 +87,8 @@ class GatewaySettings(BaseSettings):
     # Proxies in front of the gateway that append to X-Forwarded-For (nginx: 1). The client
     # is the address the outermost of them saw; 0 trusts no header and uses the peer address.
     trusted_proxy_count: int = Field(default=1, ge=0, le=10)
+    # The largest media upload (POST /api/v1/media), streamed through; 413 above.
+    media_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024**3)
 
     # The OpenAPI document served (as JSON) at GET /api/v1/openapi.json.
     openapi_path: Path = DEFAULT_OPENAPI_PATH

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import requests
@@ -87,14 +87,15 @@ class Upstreams:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
-    def request(
+    def request(  # noqa: PLR0913 - keyword-only after the target: headers, body, stream
         self,
         upstream: str,
         method: str,
         path_and_query: str,
         *,
         headers: Mapping[str, str],
-        body: bytes | None,
+        body: bytes | Iterable[bytes] | None,
+        stream: bool = False,
     ) -> requests.Response:
         """The service's complete answer (any status), or Unavailable when there is none."""
         url = self.urls[upstream] + path_and_query
@@ -104,7 +105,9 @@ class Upstreams:
                 method,
                 url,
                 headers=dict(headers),
-                data=body or None,
+                # A streamed body of unknown length (chunked) has len 0 but is no empty body.
+                data=None if body is None or body == b"" else body,
+                stream=stream,
                 timeout=(self.timeouts.connect, self.timeouts.read),
                 allow_redirects=False,
             )

@@ -43,6 +43,16 @@ DUPLICATE_KEY = 11000
 PRESENCE_KEY = "presence:{user_id}"
 
 
+class QueuedMedia(BaseModel):
+    """`message.media`: what the file is (its bytes stay in GridFS)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=64)
+    content_type: str = Field(min_length=1, max_length=64)
+    size: int = Field(ge=1)
+
+
 class QueuedMessage(BaseModel):
     """The `message` chat published (the contract's message shape)."""
 
@@ -61,6 +71,7 @@ class QueuedMessage(BaseModel):
     encrypted: bool = False
     reply_to: str | None = Field(default=None, max_length=64)
     edited_at: datetime | None = None
+    media: QueuedMedia | None = None
 
 
 class QueuedPayload(BaseModel):
@@ -111,6 +122,8 @@ def message_json(m: QueuedMessage) -> dict[str, Any]:
         body["reply_to"] = m.reply_to
     if m.edited_at is not None:
         body["edited_at"] = rfc3339(m.edited_at)
+    if m.media is not None:
+        body["media"] = m.media.model_dump()
     return body
 
 
@@ -128,6 +141,7 @@ def _document(message: QueuedMessage) -> dict[str, Any]:
         "encrypted": message.encrypted,
         "reply_to": message.reply_to,
         "edited_at": message.edited_at,
+        "media": message.media.model_dump() if message.media is not None else None,
     }
 
 
@@ -221,6 +235,8 @@ def process_batch(ctx: ProcessorContext, payloads: list[QueuedPayload]) -> Batch
                     "sent_at": rfc3339(m.created_at),
                     # An encrypted body is the clients' own: never in a push.
                     "body": None if m.encrypted else m.body,
+                    # A file's type only (never its bytes), and nothing of an encrypted message.
+                    "media_type": m.media.content_type if m.media is not None and not m.encrypted else None,
                     "request_id": request_ids.get(m.id),
                 },
                 message_id=f"{m.id}:{user}",

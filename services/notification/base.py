@@ -58,6 +58,7 @@ class PushPayload:
     body: str | None
     request_id: str | None = None
     type: str = "message"
+    media_type: str | None = None
 
     @classmethod
     def from_job(cls, job: PushJob, *, ids_only: bool) -> PushPayload:
@@ -68,10 +69,12 @@ class PushPayload:
             sent_at=job.sent_at_text(),
             body=None if ids_only else job.body,
             request_id=job.request_id,
+            media_type=None if ids_only else job.media_type,
         )
 
     def fields(self) -> dict[str, str]:
-        """The contract's webhook object: `{type, conversation_id, message_id, sender_id, sent_at, body?}`."""
+        """The contract's webhook object: `{type, conversation_id, message_id, sender_id, sent_at,
+        body?, media_type?}`."""
         fields = {
             "type": self.type,
             "conversation_id": self.conversation_id,
@@ -81,6 +84,8 @@ class PushPayload:
         }
         if self.body is not None:
             fields["body"] = self.body
+        if self.media_type is not None:
+            fields["media_type"] = self.media_type
         return fields
 
 

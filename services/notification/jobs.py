@@ -29,7 +29,7 @@ class InvalidJob(ValueError):
 
 class PushJob(BaseModel):
     """`{"type": "message", "user_id", "conversation_id", "message_id", "sender_id", "sent_at",
-    "body", "request_id"}`, as message_processor publishes it."""
+    "body", "media_type", "request_id"}`, as message_processor publishes it."""
 
     # Fields a newer producer adds are ignored, so producers can be upgraded first.
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -43,6 +43,8 @@ class PushJob(BaseModel):
     sent_at: AwareDatetime
     # The message text; None or empty when there is none to show (erased, ids only).
     body: str | None = Field(default=None, max_length=4096)
+    # A message's file: its type only (`image/jpeg`...), never its bytes.
+    media_type: str | None = Field(default=None, max_length=64, pattern=r"^[a-z]+/[a-z0-9.+-]+$")
     request_id: str | None = None
 
     @field_validator("request_id", mode="before")

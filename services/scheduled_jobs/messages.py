@@ -5,7 +5,8 @@ Per batch, in one PostgreSQL transaction that holds the rows (FOR UPDATE SKIP LO
 2. delete their MongoDB documents (history is read from there);
 3. erase the body in PostgreSQL (the row stays: its seq remains taken, and message_processor
    sees `body IS NULL` and erases a copy it stores late);
-4. publish one `message.deleted` event per message to the conversation's members.
+4. publish one `message.deleted` event per message to the conversation's members;
+5. remove the rows of their files that no live message carries (the bytes after the commit).
 The commit comes last, so a failure at any step leaves the rows as they were and the next
 run does it all again; each step is idempotent (a second delete or event does no harm).
 While the rows are locked, message_processor's `mark_stored` of the same messages waits,
@@ -26,6 +27,7 @@ from typing import Any
 
 import psycopg
 
+from services.common import media
 from services.common.members import MemberMarks, members_by_conversation, seeing
 from services.common.mongo import MESSAGES
 from services.common.times import utcnow
@@ -43,7 +45,7 @@ def lock_expired(conn: psycopg.Connection, limit: int) -> list[Row]:
     """Up to `limit` expired messages that still have a body, locked for this transaction."""
     return conn.execute(
         """
-        SELECT id, conversation_id, seq FROM conversations.messages
+        SELECT id, conversation_id, seq, media_id FROM conversations.messages
         WHERE expires_at <= now() AND body IS NOT NULL
         ORDER BY expires_at
         LIMIT %s
@@ -87,11 +89,20 @@ def expire_batch(ctx: JobsContext, counts: Counter[str]) -> int:
         ids = [str(r["id"]) for r in rows]
         result = ctx.mongo[MESSAGES].delete_many({"_id": {"$in": ids}})
         erased = erase_bodies(conn, ids)
+        # Their files go with them (unless a live message carries one too): rows now, bytes
+        # after the commit.
+        forgotten = media.forget(conn, [r["media_id"] for r in rows if r["media_id"]])
         members = members_by_conversation(conn, sorted({str(r["conversation_id"]) for r in rows}))
         # Published before the commit: if Redis is down the batch is rolled back and retried,
         # so members hear of every expiry at least once.
         published = publish_events(ctx.redis, settings.events_channel, deletion_events(rows, members))
-    done = {"expired": erased, "mongo_deleted": result.deleted_count, "events": published}
+    media.delete_files(ctx.mongo, forgotten)
+    done = {
+        "expired": erased,
+        "mongo_deleted": result.deleted_count,
+        "events": published,
+        "media_erased": len(forgotten),
+    }
     counts.update({item: n for item, n in done.items() if n})
     return len(rows)
 

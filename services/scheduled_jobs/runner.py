@@ -22,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from services.common.backends import backend_down
 from services.scheduled_jobs.context import JobsContext
+from services.scheduled_jobs.media import sweep_media
 from services.scheduled_jobs.messages import expire_messages
 from services.scheduled_jobs.presence import prune_presence
 from services.scheduled_jobs.queues import prune_dead_letters, report_queue_depths
@@ -54,6 +55,7 @@ JOBS: tuple[Job, ...] = (
     Job("prune_refresh_tokens", prune_refresh_tokens, "prune_refresh_tokens_interval_seconds"),
     Job("prune_dead_letters", prune_dead_letters, "prune_dead_letters_interval_seconds"),
     Job("report_queue_depths", report_queue_depths, "report_queue_depths_interval_seconds"),
+    Job("sweep_media", sweep_media, "sweep_media_interval_seconds"),
 )
 
 

@@ -51,6 +51,7 @@ class ScheduledJobsSettings(MessagingSettings):
     prune_refresh_tokens_interval_seconds: int = Field(default=3600, ge=1, le=MAX_INTERVAL_SECONDS)
     prune_dead_letters_interval_seconds: int = Field(default=3600, ge=1, le=MAX_INTERVAL_SECONDS)
     report_queue_depths_interval_seconds: int = Field(default=30, ge=1, le=MAX_INTERVAL_SECONDS)
+    sweep_media_interval_seconds: int = Field(default=3600, ge=1, le=MAX_INTERVAL_SECONDS)
 
     # Bounds of one run: items per batch (rows, keys, dead letters) and batches per run.
     # What is left over waits for the next run.

@@ -15,6 +15,7 @@ import psycopg
 import redis
 from flask import Blueprint, Response, g, jsonify, request
 
+from services.common import media
 from services.common.auth import require_user
 from services.common.bodies import parse_body
 from services.common.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
@@ -274,6 +275,8 @@ def delete_me() -> Response:
     with ctx.db.transaction() as conn:
         sessions = store.session_ids(conn, user_id)
         events = store.delete_account(conn, user_id)
+        # Every upload of the account: its messages are erased, so none is carried any more.
+        forgotten = media.forget(conn, uploader=user_id)
         touched = sorted({str(e["conv_id"]) for e in events})
         members = members_by_conversation(conn, touched) if touched else {}
         erased = [e["msg_id"] for e in events if e["event"] == "erased"]
@@ -281,6 +284,7 @@ def delete_me() -> Response:
             ctx.mongo[MESSAGES].update_many(
                 {"_id": {"$in": erased}}, {"$set": {"body": None, "deleted": True}}
             )
+    media.delete_files(ctx.mongo, forgotten)
     for sid in sessions:
         ctx.tokens.end_session(sid)
     _announce_departure(ctx, user_id, events, members)

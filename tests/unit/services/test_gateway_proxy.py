@@ -70,8 +70,10 @@ def test_routing_table_covers_the_contracts_prefixes():
         "keys",
         "conversations",
         "messages",
+        "media",
     }
     assert owner_of("/api/v1/conversations/x/messages") == "chat"
+    assert owner_of("/api/v1/media/x/thumbnail") == "chat"
     assert owner_of("/api/v1/usersx") is None
     assert owner_of("/api/v2/users/me") is None
 
