@@ -415,14 +415,25 @@ def postman_request(
         url["raw"] += "?" + "&".join(f"{q['key']}={q['value']}" for q in query if not q.get("disabled"))
         url["raw"] = url["raw"].rstrip("?")
     headers = [
-        {"key": p["name"], "value": str(example_of(document, p.get("schema", {}), p["name"]))}
+        {
+            "key": p["name"],
+            "value": str(
+                p["example"] if "example" in p else example_of(document, p.get("schema", {}), p["name"])
+            ),
+            **({} if p.get("required") else {"disabled": True}),
+        }
         for (where, _), p in keyed.items()
         if where == "header"
     ]
     request: dict[str, Any] = {"method": method.upper(), "header": headers, "url": url}
     body = resolve(document, operation.get("requestBody"))
-    if body:
-        media = (body.get("content") or {}).get("application/json", {})
+    content = (body or {}).get("content") or {}
+    if body and "application/json" not in content:
+        # A raw upload (media): the file is chosen in Postman, sent with its own type.
+        request["header"].append({"key": "Content-Type", "value": next(iter(content))})
+        request["body"] = {"mode": "file", "file": {"src": ""}}
+    elif body:
+        media = content.get("application/json", {})
         example = media["example"] if "example" in media else example_of(document, media.get("schema", {}))
         request["header"].append({"key": "Content-Type", "value": "application/json"})
         request["body"] = {

@@ -18,7 +18,7 @@ is never whole in this worker, nor a download.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import quote
 
 import requests
@@ -122,22 +122,28 @@ def request_body() -> bytes:
     return body
 
 
-class StreamedBody:
-    """The client's body read a chunk at a time as it is sent on. With a Content-Length,
-    `requests` sends the same length (its `len`); without one, chunked as it came. The body
-    cap is werkzeug's (request.max_content_length, set from the route's cap): over it the
-    read raises 413, and the service sees the upload end short."""
+def streamed_chunks() -> Iterator[bytes]:
+    """The client's body a chunk at a time, as it arrives. The body cap is werkzeug's
+    (request.max_content_length, set from the route's cap): over it the read raises 413,
+    and the service sees the upload end short."""
+    stream = request.stream
+    while chunk := stream.read(STREAM_CHUNK):
+        yield chunk
 
-    def __init__(self) -> None:
-        self.length = request.content_length
+
+class SizedBody:
+    """A body of known length: `requests` sends it with that Content-Length (its `len`),
+    not chunked. (A bare generator is sent chunked; one with a length of 0 would be sent
+    as empty.)"""
+
+    def __init__(self, length: int):
+        self.length = length
 
     def __len__(self) -> int:
-        return self.length or 0
+        return self.length
 
-    def __iter__(self):  # noqa: ANN204 - a generator of bytes
-        stream = request.stream
-        while chunk := stream.read(STREAM_CHUNK):
-            yield chunk
+    def __iter__(self) -> Iterator[bytes]:
+        return streamed_chunks()
 
 
 def is_streamed(path: str) -> bool:
@@ -147,7 +153,10 @@ def is_streamed(path: str) -> bool:
 def forward(upstream: str) -> Response:
     streamed = is_streamed(request.path)
     if streamed:
-        body: bytes | StreamedBody | None = StreamedBody() if request.method in ("POST", "PUT") else None
+        body: bytes | Iterable[bytes] | None = None
+        if request.method in ("POST", "PUT"):
+            length = request.content_length
+            body = streamed_chunks() if length is None else SizedBody(length) if length else b""
     else:
         # The body cap (64 KiB, 413 above) holds for chunked bodies too: see request_body().
         body = request_body()

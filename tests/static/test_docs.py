@@ -148,7 +148,11 @@ def test_postman_collection_shape(openapi: dict, collection: dict):
             assert request["auth"]["bearer"][0]["value"] == "{{accessToken}}", request["url"]["raw"]
         else:
             assert request["auth"]["type"] == "noauth", request["url"]["raw"]
-        if "requestBody" in operation:
+        if "requestBody" in operation and "application/json" not in operation["requestBody"]["content"]:
+            assert request["body"]["mode"] == "file", request["url"]["raw"]  # a raw upload
+            content_type = {h["key"]: h["value"] for h in request["header"]}["Content-Type"]
+            assert content_type in operation["requestBody"]["content"]
+        elif "requestBody" in operation:
             body = json.loads(request["body"]["raw"])
             schema = gen_docs.merged(
                 openapi, operation["requestBody"]["content"]["application/json"]["schema"]

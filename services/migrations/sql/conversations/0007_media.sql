@@ -24,9 +24,11 @@ ALTER TABLE conversations.messages ADD CONSTRAINT messages_body_check
     CHECK (body IS NULL OR char_length(body) BETWEEN CASE WHEN media_id IS NULL THEN 1 ELSE 0 END
                                                  AND CASE WHEN encrypted THEN 65536 ELSE 4096 END);
 
--- The rows of the given files, or of every upload of p_uploader, that no live message
--- (a body, not expired) refers to: deleted, their ids returned. SECURITY DEFINER like
--- leave_for_good, so the user service (deleting an account) needs no rights on the table.
+-- The rows of the given files, or of every upload of p_uploader, that no message with a
+-- body refers to: deleted, their ids returned. An expired message whose body is not erased
+-- yet still holds its file (hidden from every reader already): expire_messages erases the
+-- body, then forgets the file. SECURITY DEFINER like leave_for_good, so the user service
+-- (deleting an account) needs no rights on the table.
 CREATE FUNCTION conversations.forget_media(p_ids uuid[], p_uploader uuid)
 RETURNS SETOF uuid
 LANGUAGE sql
@@ -38,7 +40,6 @@ AS $$
       AND NOT EXISTS (
           SELECT 1 FROM conversations.messages m
           WHERE m.media_id = x.id AND m.body IS NOT NULL
-            AND (m.expires_at IS NULL OR m.expires_at > now())
       )
     RETURNING x.id
 $$;
