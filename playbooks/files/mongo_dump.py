@@ -21,6 +21,8 @@ import bson
 from pymongo import MongoClient
 
 BATCH = 1000
+# ...and at most this many bytes of them (a media chunk is 255 KiB).
+BATCH_BYTES = 16 * 1024 * 1024
 INDEX_OPTIONS = ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression", "collation")
 
 
@@ -74,14 +76,24 @@ def restore(db, folder: Path) -> dict:
     for path in sorted(folder.glob("*.bson")):
         name = path.name[: -len(".bson")]
         db[name].drop()
-        documents = bson.decode_all(path.read_bytes())
-        for start in range(0, len(documents), BATCH):
-            db[name].insert_many(documents[start : start + BATCH], ordered=False)
+        # Read a document at a time: media chunks make a collection's file large.
+        count = 0
+        batch: list = []
+        with path.open("rb") as source:
+            batch_start = 0
+            for document in bson.decode_file_iter(source):
+                batch.append(document)
+                if len(batch) >= BATCH or source.tell() - batch_start >= BATCH_BYTES:
+                    db[name].insert_many(batch, ordered=False)
+                    count, batch, batch_start = count + len(batch), [], source.tell()
+        if batch:
+            db[name].insert_many(batch, ordered=False)
+            count += len(batch)
         index_file = folder / f"{name}.indexes.json"
         for spec in json.loads(index_file.read_text()) if index_file.exists() else []:
             key = [(field, direction) for field, direction in spec.pop("key")]
             db[name].create_index(key, **spec)
-        counts[name] = len(documents)
+        counts[name] = count
     return counts
 
 

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import requests
 import yaml
 from conftest import ROOT, playbook, tail
 from pymongo import ASCENDING, MongoClient
 from pymongo.errors import DuplicateKeyError
+from stack_client import API, User
 
 SHARED = {}
 for path in sorted((ROOT / "group_vars/all").glob("*.yml")):
@@ -57,6 +59,15 @@ def test_backup_wipe_restore_round_trip(deployed_stack, tmp_path: Path):
     coll = mongo()
     coll.create_index([("message_id", ASCENDING)], unique=True)
     coll.insert_many([{"message_id": r, "seq": i} for i, r in enumerate(ROWS)])
+    # A media file (bytes in GridFS): the backup carries it, the restore brings it back.
+    owner = User("Backed-up uploader")
+    auth = {"Authorization": f"Bearer {owner.api.token}"}
+    pdf = b"%PDF-1.7\n" + uuid.uuid4().bytes * 40_000  # ~640 KiB: several GridFS chunks
+    uploaded = requests.post(
+        f"{API}/media", data=pdf, headers={**auth, "Content-Type": "application/pdf"}, timeout=60
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    media_id = uploaded.json()["id"]
 
     backup = playbook("playbooks/backup.yml", "-e", f"backup_root={tmp_path}", log="backup.log")
     assert backup.returncode == 0, tail(backup)
@@ -68,6 +79,8 @@ def test_backup_wipe_restore_round_trip(deployed_stack, tmp_path: Path):
         conn.execute(f"DROP TABLE {TABLE}")
     coll.drop()
     assert mongo().count_documents({}) == 0
+    coll.database["media.chunks"].delete_many({"files_id": media_id})
+    assert requests.get(f"{API}/media/{media_id}", headers=auth, timeout=60).content != pdf
 
     restore = playbook("playbooks/restore.yml", "-e", f"backup_folder={folder}", log="restore.log")
     assert restore.returncode == 0, tail(restore)
@@ -79,6 +92,8 @@ def test_backup_wipe_restore_round_trip(deployed_stack, tmp_path: Path):
     assert [d["message_id"] for d in restored.find().sort("seq", 1)] == ROWS
     with pytest.raises(DuplicateKeyError):
         restored.insert_one({"message_id": ROWS[0], "seq": -1})
+    back = requests.get(f"{API}/media/{media_id}", headers=auth, timeout=60)
+    assert back.status_code == 200 and back.content == pdf
     restored.drop()
     with pg() as conn:
         conn.execute(f"DROP TABLE {TABLE}")

@@ -141,6 +141,27 @@ def contract_problem(response) -> str | None:
     return next((why for ok, why in rules if not ok), None)
 
 
+# Media uploads are raw bodies: small files of each declared type, their first bytes right
+# (201) or not (400), so both answers are drawn; kept small (a few KiB) for the run's time.
+MAGIC = {
+    "image/jpeg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
+    "image/png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+    "image/webp": b"RIFF\x24\x00\x00\x00WEBPVP8 ",
+    "audio/ogg": b"OggS\x00\x02\x00\x00",
+    "audio/mpeg": b"ID3\x04\x00\x00\x00\x00\x00\x00",
+    "video/mp4": b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom",
+    "application/pdf": b"%PDF-1.7\n",
+}
+for _type, _magic in MAGIC.items():
+    schemathesis.openapi.media_type(
+        _type,
+        st.builds(
+            lambda head, tail: head + tail,
+            st.sampled_from([_magic, b"", b"not the type's bytes"]),
+            st.binary(min_size=0, max_size=4096),
+        ),
+    )
+
 # The document is a local file: loading it needs no stack, so the operations are known at
 # collection (one test per operation).
 schema = schemathesis.openapi.from_path(OPENAPI).exclude(path="/ws")
