@@ -66,6 +66,16 @@ def test_ids_only_payload_has_no_body():
     assert "body" not in private.fields()
 
 
+def test_a_file_is_pushed_as_its_type_only_and_never_in_ids_only_mode():
+    parsed = parse_job(job(body=None, media_type="image/jpeg"))
+    fields = PushPayload.from_job(parsed, ids_only=False).fields()
+    assert fields["media_type"] == "image/jpeg" and "body" not in fields
+    assert "media_type" not in PushPayload.from_job(parsed, ids_only=True).fields()
+    assert "media_type" not in PushPayload.from_job(parse_job(JOB), ids_only=False).fields()
+    with pytest.raises(InvalidJob, match="media_type"):
+        parse_job(job(media_type="not a type"))
+
+
 @pytest.mark.parametrize(
     ("text", "limit", "expected"),
     [
