@@ -164,3 +164,20 @@ def test_thumbnails_fit_320_pixels_and_undecodable_images_get_none():
     small = Image.open(io.BytesIO(media.make_thumbnail(png_bytes((100, 50)))))
     assert small.size == (100, 50)  # never enlarged
     assert media.make_thumbnail(png_bytes((8, 8))[:30]) is None
+
+
+def test_the_sweep_finds_uploads_older_than_a_day_and_removes_only_those_no_message_carries(conn):
+    from services.scheduled_jobs.media import rows_of, unsent_uploads  # noqa: PLC0415
+
+    alice, bob = new_users(conn, 2)
+    conversation, _ = store.create_direct(conn, alice, bob)
+    old_unsent, old_sent, young = new_media(conn, alice), new_media(conn, alice), new_media(conn, alice)
+    send(conn, conversation, alice, old_sent, "kept")
+    conn.execute(
+        "UPDATE conversations.media SET created_at = now() - interval '25 hours' WHERE id = ANY(%s::uuid[])",
+        ([old_unsent, old_sent],),
+    )
+    old = unsent_uploads(conn, 500)
+    assert set(old) >= {old_unsent, old_sent} and young not in old
+    assert media.forget(conn, old) == [old_unsent]  # the sent one stays while its message lives
+    assert rows_of(conn, [old_unsent, old_sent, young]) == {old_sent, young}
