@@ -27,7 +27,9 @@ import filetype
 import psycopg
 from bson import Binary
 from gridfs import GridFSBucket, GridOut, NoFile
+from gridfs.errors import FileExists
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 MEDIA_BUCKET = "media"
 THUMBNAIL_BUCKET = "thumbnails"
@@ -222,9 +224,10 @@ def keep_thumbnail(db: Database, media_id: str, jpeg: bytes) -> None:
     bucket = thumbnail_bucket(db)
     try:
         bucket.upload_from_stream_with_id(media_id, media_id, io.BytesIO(jpeg))
-    except Exception:  # noqa: BLE001 - a duplicate id: the other request stored the same picture
-        if stored_thumbnail(db, media_id) is None:
-            raise
+    except (FileExists, DuplicateKeyError):
+        # Two first requests at once (two browsers opening the chat): the other one is
+        # storing the same picture; this one answers with its own copy.
+        return
 
 
 def delete_files(db: Database, media_ids: list[str]) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import LOG_DIR, ROOT
+from PIL import Image
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -53,6 +54,8 @@ return [...document.querySelectorAll('#messages li.msg')].map(li => ({
   quote: li.querySelector('.quote').hidden ? null : li.querySelector('.quote').textContent,
   reactions: [...li.querySelectorAll('.reaction')].map(r => r.textContent),
   edited: !li.querySelector('.edited').hidden,
+  thumb: (img => img && img.complete && img.naturalWidth
+    ? [img.naturalWidth, img.naturalHeight] : null)(li.querySelector('.media img.thumb')),
 }));
 """
 
@@ -501,6 +504,41 @@ def test_reply_react_and_edit_between_two_browsers(browsers):
     assert reloaded["edited"] and reloaded["reactions"] == ["\U0001f44d 1"], reloaded
     assert reloaded["quote"].endswith("Which day suits you?"), reloaded
     alice.shot("alice-reply-reaction-edit")
+
+
+def test_a_photo_is_attached_with_a_preview_and_shown_by_its_thumbnail_in_both_browsers(browsers, tmp_path):
+    """Alice attaches a photo (a preview above the box), sends it with a caption; the upload's
+    bar fills, and both browsers show the photo by its 320-pixel thumbnail, live and after
+    a reload."""
+    alice, bob = browsers
+    for browser in (alice, bob):
+        if browser.by_id("login-phone").is_displayed():
+            browser.log_in()
+    alice.open_conversation("Bob")
+    bob.open_conversation("Alice")
+    photo = tmp_path / "holiday.png"
+    Image.new("RGB", (1280, 640), (40, 120, 200)).save(photo)
+    alice.by_id("attach-input").send_keys(str(photo))
+    alice.wait(lambda: alice.by_id("attach-banner").is_displayed(), "the attachment banner with its preview")
+    assert "holiday.png" in alice.by_id("attach-name").text
+    assert alice.js("return document.getElementById('attach-preview').naturalWidth") == 1280
+    alice.send("Greetings from the lake")
+    alice.wait(
+        lambda: not alice.by_id("attach-banner").is_displayed(), "the banner goes once the file is sent"
+    )
+    for browser in (alice, bob):
+        shown = browser.wait(
+            lambda b=browser: (m := b.message("Greetings from the lake")) and m["id"] and m["thumb"] and m,
+            f"{browser.name} sees the photo's thumbnail",
+        )
+        assert shown["thumb"] == [320, 160], shown
+    bob.driver.refresh()
+    bob.wait(lambda: bob.connection() == "online", "Bob is online after the reload")
+    bob.open_conversation("Alice")
+    again = bob.wait(
+        lambda: (m := bob.message("Greetings from the lake")) and m["thumb"] and m, "the photo after a reload"
+    )
+    assert again["thumb"] == [320, 160]
 
 
 def test_deleting_the_account_from_the_devices_dialog(browsers):

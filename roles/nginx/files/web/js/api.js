@@ -258,6 +258,47 @@ export class Session {
 
   // ---- API calls ---------------------------------------------------------------------------
 
+  /** Upload a file as the raw body (POST /media); `onProgress(fraction)` as it goes out.
+   * XMLHttpRequest, since fetch reports no upload progress. Resolves with the stored file. */
+  async upload(file, onProgress = () => {}) {
+    const token = await this.accessToken();
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", `${API}/media`);
+      xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+      xhr.setRequestHeader("Content-Type", file.type);
+      xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+      xhr.onerror = () => reject(new ApiError(0, "network", "The server cannot be reached (offline?)"));
+      xhr.onload = () => {
+        let body = null;
+        try {
+          body = JSON.parse(xhr.responseText);
+        } catch {
+          // not JSON: the status says it
+        }
+        if (xhr.status === 201) return resolve(body);
+        const error = (body && body.error) || {};
+        reject(new ApiError(xhr.status, error.code, error.message));
+      };
+      xhr.send(file);
+    });
+  }
+
+  /** A file (or its thumbnail) as a Blob: images and audio are shown from object URLs,
+   * since an <img> cannot send the access token. */
+  async mediaBlob(id, thumbnail = false) {
+    const path = `/media/${encodeURIComponent(id)}${thumbnail ? "/thumbnail" : ""}`;
+    const get = async (token) =>
+      fetch(API + path, { headers: { Authorization: `Bearer ${token}` }, credentials: "omit" });
+    let r = await get(await this.accessToken());
+    if (r.status === 401) {
+      await this.refresh();
+      r = await get(this.data.access_token);
+    }
+    if (!r.ok) throw await errorOf(r);
+    return r.blob();
+  }
+
   /** An authenticated call; a 401 refreshes the token once and tries again. */
   async request(method, path, body) {
     let r = await this._fetch(method, path, body, await this.accessToken());

@@ -17,6 +17,15 @@ const REACTIONS = ["\u{1F44D}", "\u2764\uFE0F", "\u{1F602}", "\u{1F62E}", "\u{1F
 
 const $ = (id) => document.getElementById(id);
 
+// The contract's default media_max_bytes (the server answers 413 above its own).
+const MEDIA_MAX_BYTES = 16 * 1024 * 1024;
+
+function formatSize(bytes) {
+  if (!bytes) return "file";
+  if (bytes < 1024 * 1024) return `${Math.max(1, Math.round(bytes / 1024))} KB`;
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+}
+
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(props)) {
@@ -201,6 +210,9 @@ class App {
       this.sendTyped();
     });
     $("reply-cancel").addEventListener("click", () => this.setReplyTo(null));
+    $("attach-button").addEventListener("click", () => $("attach-input").click());
+    $("attach-input").addEventListener("change", () => this.setAttachment($("attach-input").files[0] || null));
+    $("attach-cancel").addEventListener("click", () => this.setAttachment(null));
     const input = $("message-input");
     input.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
@@ -667,6 +679,7 @@ class App {
     const node = el("li", { class: mine ? "msg mine" : "msg" });
     if (!mine && conv && conv.type === "group") node.append(el("p", { class: "sender", text: this.nameOf(m.sender_id) }));
     node.append(el("blockquote", { class: "quote", hidden: true }));
+    node.append(el("div", { class: "media", hidden: true }));
     node.append(el("p", { class: "body" }));
     node.append(el("div", { class: "reactions", hidden: true }));
     const actions = el("div", { class: "actions" });
@@ -698,6 +711,51 @@ class App {
     return node;
   }
 
+  /** A message's file: an image by its thumbnail (the whole photo opens on a click), audio
+   * with a player, anything else as a download. Fetched once per file (object URLs). */
+  updateMedia(box, media) {
+    const id = media && media.id;
+    box.hidden = !id;
+    if ((box.dataset.mediaId || "") === (id || "")) return;
+    box.dataset.mediaId = id || "";
+    box.replaceChildren();
+    if (!id) return;
+    const type = media.content_type || "";
+    const show = (blob, make) => box.dataset.mediaId === id && box.replaceChildren(make(URL.createObjectURL(blob)));
+    const failed = () => box.dataset.mediaId === id && box.replaceChildren(el("p", { class: "media-error", text: "The file is not available." }));
+    if (type.startsWith("image/")) {
+      box.append(el("p", { class: "media-loading", text: "Loading the photo\u2026" }));
+      this.session
+        .mediaBlob(id, true)
+        .then((blob) =>
+          show(blob, (url) =>
+            el("img", {
+              class: "thumb",
+              src: url,
+              alt: "Photo",
+              onclick: () => this.session.mediaBlob(id).then((full) => window.open(URL.createObjectURL(full), "_blank")),
+            }),
+          ),
+        )
+        .catch(failed);
+    } else if (type.startsWith("audio/")) {
+      this.session
+        .mediaBlob(id)
+        .then((blob) => show(blob, (url) => el("audio", { class: "voice", controls: true, src: url })))
+        .catch(failed);
+    } else {
+      const label = type === "application/pdf" ? "Document" : type.startsWith("video/") ? "Video" : "File";
+      box.append(
+        el("button", {
+          type: "button",
+          class: "file link-button",
+          text: `${label} (${formatSize(media.size)}): open`,
+          onclick: () => this.session.mediaBlob(id).then((blob) => window.open(URL.createObjectURL(blob), "_blank")).catch(failed),
+        }),
+      );
+    }
+  }
+
   updateMessageNode(node, m) {
     const mine = m.sender_id === this.store.me;
     const deleted = m.status === "deleted";
@@ -706,6 +764,7 @@ class App {
     if (m.client_msg_id) node.dataset.clientMsgId = m.client_msg_id;
     node.classList.toggle("deleted", deleted);
     node.querySelector(".body").textContent = deleted ? "This message was deleted" : m.body;
+    this.updateMedia(node.querySelector(".media"), deleted ? null : m.media);
     node.querySelector(".edited").hidden = deleted || !m.edited_at;
     const quote = node.querySelector(".quote");
     const quoted = !deleted && this.store.quoted(m);
@@ -923,23 +982,73 @@ class App {
 
   // ---- sending -----------------------------------------------------------------------------
 
-  sendTyped() {
+  /** The file chosen to go with the next message: a preview (images) and its name. */
+  setAttachment(file) {
+    if (file && file.size > MEDIA_MAX_BYTES) {
+      this.toast("A file has at most 16 MiB.");
+      file = null;
+    }
+    if (this.attachmentUrl) URL.revokeObjectURL(this.attachmentUrl);
+    this.attachment = file;
+    this.attachmentUrl = file && file.type.startsWith("image/") ? URL.createObjectURL(file) : null;
+    $("attach-banner").hidden = !file;
+    $("attach-preview").hidden = !this.attachmentUrl;
+    if (this.attachmentUrl) $("attach-preview").src = this.attachmentUrl;
+    $("attach-name").textContent = file ? `${file.name} (${formatSize(file.size)})` : "";
+    $("attach-progress").hidden = true;
+    if (!file) $("attach-input").value = "";
+  }
+
+  /** Upload the chosen file, the banner's bar following it; its `message.media`, or null. */
+  async uploadAttachment() {
+    const progress = $("attach-progress");
+    progress.hidden = false;
+    progress.value = 0;
+    $("attach-button").disabled = true;
+    try {
+      const stored = await this.session.upload(this.attachment, (f) => {
+        progress.value = Math.round(f * 100);
+      });
+      return { id: stored.id, content_type: stored.content_type, size: stored.size };
+    } catch (error) {
+      this.toast(`The file was not sent: ${error.message}`);
+      progress.hidden = true;
+      return null;
+    } finally {
+      $("attach-button").disabled = false;
+    }
+  }
+
+  async sendTyped() {
     const input = $("message-input");
     const body = input.value.trim();
-    if (!body || !this.openId) return;
+    if ((!body && !this.attachment) || !this.openId || this.uploading) return;
     if (body.length > 4096) return this.toast("A message has at most 4096 characters.");
     this.stopTyping();
+    const conversationId = this.openId;
+    let media;
+    if (this.attachment) {
+      this.uploading = true; // Enter again while the file goes out sends nothing twice
+      try {
+        media = await this.uploadAttachment();
+      } finally {
+        this.uploading = false;
+      }
+      if (!media) return;
+      this.setAttachment(null);
+    }
     const ttl = Number($("ttl-select").value) || undefined;
     const replyTo = this.replyTo || undefined;
-    const pending = this.store.addPending({ conversationId: this.openId, body, ttlSeconds: ttl, replyTo });
+    const pending = this.store.addPending({ conversationId, body, ttlSeconds: ttl, replyTo, media });
     const frame = {
       type: "message.send",
       client_msg_id: pending.client_msg_id,
-      conversation_id: this.openId,
+      conversation_id: conversationId,
       body,
     };
     if (ttl) frame.ttl_seconds = ttl;
     if (replyTo) frame.reply_to = replyTo;
+    if (media) frame.media_id = media.id;
     this.setReplyTo(null);
     this.outbox.set(pending.client_msg_id, frame);
     this.saveOutbox();
@@ -980,6 +1089,7 @@ class App {
         body: f.body,
         ttlSeconds: f.ttl_seconds,
         replyTo: f.reply_to,
+        media: f.media_id ? { id: f.media_id, content_type: "", size: 0 } : undefined,
         clientMsgId: f.client_msg_id,
       });
     }

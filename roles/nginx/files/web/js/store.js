@@ -181,13 +181,14 @@ export class Store {
   }
 
   /** A message typed here, shown at once with the pending tick. */
-  addPending({ conversationId, body, ttlSeconds, replyTo, clientMsgId = newClientMsgId(), createdAt }) {
+  addPending({ conversationId, body, ttlSeconds, replyTo, media, clientMsgId = newClientMsgId(), createdAt }) {
     const p = {
       client_msg_id: clientMsgId,
       conversation_id: conversationId,
       body,
       ttl_seconds: ttlSeconds || undefined,
       reply_to: replyTo || undefined,
+      media: media || undefined,
       sender_id: this.me,
       created_at: createdAt || new Date().toISOString(),
       pending: true,
