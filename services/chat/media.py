@@ -19,6 +19,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from services.chat import store
 from services.chat.context import chat_context
+from services.chat.routes import conversation_uuid
 from services.common import media
 from services.common.auth import require_user
 from services.common.errors import ApiError, NotFound, PayloadTooLarge, ValidationError
@@ -36,7 +37,7 @@ class RangeNotSatisfiable(ApiError):
     status, code, default_message = 416, "range_not_satisfiable", "the range is outside the file"
 
 
-def media_json(row: dict[str, Any]) -> dict[str, Any]:
+def upload_json(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "content_type": row["content_type"],
@@ -88,17 +89,14 @@ def upload() -> tuple[Response, int]:
     except BaseException:
         media.delete_files(ctx.mongo, [media_id])
         raise
-    response = jsonify(media_json(row))
+    response = jsonify(upload_json(row))
     response.headers["Location"] = f"{API_PREFIX}/media/{media_id}"
     return response, 201
 
 
 def _visible(media_id: str) -> dict[str, Any]:
     viewer = require_user()
-    try:
-        media_id = str(uuid.UUID(media_id))
-    except ValueError:
-        raise NotFound("no such media") from None
+    media_id = conversation_uuid(media_id, "media")
     with chat_context().db.connection() as conn:
         row = store.media_for(conn, media_id, viewer)
     if row is None:

@@ -11,16 +11,15 @@ from typing import Any
 
 import psycopg
 
+from services.common.media import MESSAGE_MEDIA_SQL
+
 Row = dict[str, Any]
 
 CONVERSATION_COLUMNS = "c.id, c.type, c.title, c.created_at, c.last_seq"
 MESSAGE_COLUMNS = (
     "m.id, m.conversation_id, m.seq, m.sender_id, m.client_msg_id, m.body, m.created_at, "
     "m.expires_at, m.deleted_at, m.stored_at, m.encrypted, m.reply_to, m.edited_at, m.media_id, "
-    # `message.media` of the contract; the subquery runs for the rare rows that carry one.
-    "CASE WHEN m.media_id IS NULL THEN NULL ELSE (SELECT json_build_object("
-    "'id', x.id, 'content_type', x.content_type, 'size', x.size) "
-    "FROM conversations.media x WHERE x.id = m.media_id) END AS media"
+    + MESSAGE_MEDIA_SQL
 )
 # How long after sending its sender may still edit a message (the contract: 15 minutes).
 EDIT_WINDOW = timedelta(minutes=15)

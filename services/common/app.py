@@ -32,10 +32,15 @@ QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 access_log = logging.getLogger("services.access")
 
 
+def path_under(path: str, prefix: str) -> bool:
+    """`path` is `prefix` or below it (`/api/v1/media/x`, not `/api/v1/mediax`)."""
+    return path == prefix or path.startswith(prefix + "/")
+
+
 def body_limit() -> int:
     """This request's body cap: MAX_BODY_BYTES, or its route's own (BODY_LIMITS_CONFIG)."""
     for prefix, limit in current_app.config.get(BODY_LIMITS_CONFIG, {}).items():
-        if request.path == prefix or request.path.startswith(prefix + "/"):
+        if path_under(request.path, prefix):
             return int(limit)
     return int(current_app.config["MAX_CONTENT_LENGTH"])
 

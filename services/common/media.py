@@ -53,6 +53,15 @@ MAX_THUMBNAIL_SOURCE_PIXELS = 50_000_000
 UPLOAD_GRACE_SECONDS = 24 * 3600
 
 
+# `message.media` of the contract for a row `m` of conversations.messages (the subquery runs
+# only for the rare rows that carry a file): chat's message columns and the user's export.
+MESSAGE_MEDIA_SQL = (
+    "CASE WHEN m.media_id IS NULL THEN NULL ELSE (SELECT json_build_object("
+    "'id', x.id, 'content_type', x.content_type, 'size', x.size) "
+    "FROM conversations.media x WHERE x.id = m.media_id) END AS media"
+)
+
+
 class WrongType(ValueError):
     """The bytes are not of the declared type."""
 
@@ -253,8 +262,4 @@ def forget(conn: psycopg.Connection, media_ids: Iterable[str] = (), uploader: st
     rows = conn.execute(
         "SELECT id FROM conversations.forget_media(%s::uuid[], %s::uuid) AS id", (ids, uploader)
     ).fetchall()
-    return [str(_first(r)) for r in rows]
-
-
-def _first(row: Any) -> Any:
-    return row["id"] if isinstance(row, dict) else row[0]
+    return [str(r["id"]) for r in rows]

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import requests
 from flask import Blueprint, Response, current_app, g, request
 
+from services.common.app import path_under
 from services.common.errors import PayloadTooLarge
 from services.common.request_id import HEADER as REQUEST_ID_HEADER
 from services.gateway.context import gateway_context
@@ -147,7 +148,7 @@ class SizedBody:
 
 
 def is_streamed(path: str) -> bool:
-    return any(path == prefix or path.startswith(prefix + "/") for prefix in STREAMED_PREFIXES)
+    return any(path_under(path, prefix) for prefix in STREAMED_PREFIXES)
 
 
 def forward(upstream: str) -> Response:

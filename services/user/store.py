@@ -13,6 +13,8 @@ from typing import Any
 
 import psycopg
 
+from services.common.media import MESSAGE_MEDIA_SQL
+
 Row = dict[str, Any]
 ID = uuid.UUID | str
 
@@ -525,12 +527,9 @@ def my_conversations(conn: psycopg.Connection, user_id: ID) -> list[Row]:
 def my_messages(conn: psycopg.Connection, user_id: ID) -> list[Row]:
     """Every message the user sent that is neither deleted nor expired, oldest first."""
     return conn.execute(
-        """
+        f"""
         SELECT m.id, m.conversation_id, m.seq, m.sender_id, m.client_msg_id, m.body, m.created_at,
-               m.expires_at, m.deleted_at, m.encrypted, m.reply_to, m.edited_at,
-               CASE WHEN m.media_id IS NULL THEN NULL ELSE (
-                   SELECT json_build_object('id', x.id, 'content_type', x.content_type, 'size', x.size)
-                   FROM conversations.media x WHERE x.id = m.media_id) END AS media
+               m.expires_at, m.deleted_at, m.encrypted, m.reply_to, m.edited_at, {MESSAGE_MEDIA_SQL}
         FROM conversations.messages m
         WHERE m.sender_id = %s AND m.body IS NOT NULL AND (m.expires_at IS NULL OR m.expires_at > now())
         ORDER BY m.created_at, m.conversation_id, m.seq

@@ -12,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 from PIL import Image
-from test_chat_store_sql import new_users
+from test_chat_store_sql import new_users, record
 
 from services.chat import store
 from services.chat.models import SendMessageRequest
@@ -34,23 +34,7 @@ def new_media(conn, uploader: str, content_type: str = "image/png") -> str:
 
 
 def send(conn, conversation_id: str, sender: str, media_id: str | None, body: str = "", **extra):
-    (last,) = store.allocate_seqs(conn, {conversation_id: 1}).values()
-    (row,) = store.insert_messages(
-        conn,
-        [
-            {
-                "id": uuid.uuid4().hex,
-                "conversation_id": conversation_id,
-                "seq": last,
-                "sender_id": sender,
-                "client_msg_id": uuid.uuid4().hex,
-                "body": body,
-                "ttl_seconds": extra.get("ttl"),
-                "media_id": media_id,
-            }
-        ],
-    )
-    return row
+    return record(conn, conversation_id, sender, body=body, media_id=media_id, ttl_seconds=extra.get("ttl"))
 
 
 def test_a_file_is_seen_by_its_uploader_and_by_members_who_see_a_live_message_carrying_it(conn):

@@ -30,24 +30,28 @@ def new_users(conn, count: int) -> list[str]:
     return ids
 
 
+def record(conn, conversation_id: str, sender: str, **fields):
+    """One message recorded as the accept path records it (the next seq, fresh ids); `fields`
+    set or override its columns (body, ttl_seconds, encrypted, media_id...). Its row."""
+    (last,) = store.allocate_seqs(conn, {conversation_id: 1}).values()
+    message = {
+        "id": uuid.uuid4().hex,
+        "conversation_id": conversation_id,
+        "seq": last,
+        "sender_id": sender,
+        "client_msg_id": uuid.uuid4().hex,
+        "body": f"m{last}",
+        "ttl_seconds": None,
+        **fields,
+    }
+    (row,) = store.insert_messages(conn, [message])
+    return row
+
+
 def post(conn, conversation_id: str, sender: str, n: int) -> None:
     """n accepted messages, as the accept path records them."""
     for _ in range(n):
-        (last,) = store.allocate_seqs(conn, {conversation_id: 1}).values()
-        store.insert_messages(
-            conn,
-            [
-                {
-                    "id": uuid.uuid4().hex,
-                    "conversation_id": conversation_id,
-                    "seq": last,
-                    "sender_id": sender,
-                    "client_msg_id": uuid.uuid4().hex,
-                    "body": f"m{last}",
-                    "ttl_seconds": None,
-                }
-            ],
-        )
+        record(conn, conversation_id, sender)
 
 
 def test_a_member_added_later_starts_at_the_last_seq(conn):
@@ -153,37 +157,8 @@ def test_with_mongodb_down_history_is_503_and_delete_leaves_every_body_as_it_was
 def test_an_encrypted_message_keeps_its_long_opaque_body_and_a_plain_one_is_held_to_4096(conn):
     alice, bob = new_users(conn, 2)
     conversation, _ = store.create_direct(conn, alice, bob)
-    (last,) = store.allocate_seqs(conn, {conversation: 1}).values()
     opaque = "A" * 65_536
-    (row,) = store.insert_messages(
-        conn,
-        [
-            {
-                "id": uuid.uuid4().hex,
-                "conversation_id": conversation,
-                "seq": last,
-                "sender_id": alice,
-                "client_msg_id": "enc-1",
-                "body": opaque,
-                "ttl_seconds": None,
-                "encrypted": True,
-            }
-        ],
-    )
+    row = record(conn, conversation, alice, client_msg_id="enc-1", body=opaque, encrypted=True)
     assert row["encrypted"] is True and row["body"] == opaque
-    (last,) = store.allocate_seqs(conn, {conversation: 1}).values()
     with pytest.raises(psycopg.errors.CheckViolation):
-        store.insert_messages(
-            conn,
-            [
-                {
-                    "id": uuid.uuid4().hex,
-                    "conversation_id": conversation,
-                    "seq": last,
-                    "sender_id": alice,
-                    "client_msg_id": "plain-1",
-                    "body": "B" * 4097,
-                    "ttl_seconds": None,
-                }
-            ],
-        )
+        record(conn, conversation, alice, client_msg_id="plain-1", body="B" * 4097)
