@@ -14,7 +14,8 @@ predecessor is missing waits, and the gap is filled from PostgreSQL.
 
 Presence: `presence:<user>` exists while any socket of the user is open anywhere (TTL,
 refreshed by a heartbeat); `sockets:<user>` is a sorted set of socket keys scored by their
-expiry, so a socket of a dead instance stops counting by itself.
+expiry, so a socket of a dead instance stops counting by itself. A socket key names the
+socket's session (services/common/presence.py), which is what decides pushes.
 """
 
 from __future__ import annotations
@@ -38,13 +39,12 @@ from services.chat.context import ChatContext
 from services.chat.messages import message_json
 from services.common.errors import RateLimited, Unauthorized
 from services.common.members import seeing
+from services.common.presence import PRESENCE_KEY, SOCKETS_KEY, socket_member
 from services.common.sessions import ENDED_KEY, SESSIONS_CHANNEL, ended_among, parse_announcement
 from services.common.times import rfc3339, utcnow
 
 log = logging.getLogger(__name__)
 
-PRESENCE_KEY = "presence:{user_id}"
-SOCKETS_KEY = "sockets:{user_id}"
 # The socket set outlives its newest socket, so when a chat instance dies scheduled_jobs
 # still finds the stale sockets, records last_seen and tells watchers the user went offline.
 SOCKETS_KEY_TTL_FACTOR = 3
@@ -588,7 +588,9 @@ class Hub:
 
     # ---- presence -------------------------------------------------------------------------
     def _socket_key(self, conn: Connection) -> str:
-        return f"{self.settings.instance_id}:{conn.id}"
+        """`<instance>:<socket>:<session>`: message_processor reads the sessions with an open
+        socket from these keys (a push target is pushed while its session has none)."""
+        return socket_member(self.settings.instance_id, conn.id, conn.session_id)
 
     def came_online(self, conn: Connection) -> None:
         """Queued: the presence loop records sockets coming and going in batches."""

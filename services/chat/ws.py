@@ -129,12 +129,17 @@ def handle_frame(ctx: ChatContext, conn: Connection, raw: str | bytes, bucket: T
 
 def _reauthenticate(ctx: ChatContext, conn: Connection, frame: AuthFrame) -> None:
     """A fresh token keeps the socket open past the old one's expiry. Another user's token
-    ends the socket; an invalid, expired or ended one is refused and changes nothing."""
+    ends the socket; an invalid, expired or ended one, or one of another session, is refused
+    and changes nothing."""
     verifier: AccessTokenVerifier = current_app.extensions[VERIFIER_EXTENSION]
     claims = verifier.verify(frame.access_token)  # Unauthorized: an error frame, nothing else
     if claims["sub"] != conn.user_id:
         conn.send(error_frame("unauthorized", "that access token is another user's"))
         conn.close(code=CLOSE_UNAUTHORIZED, reason="another user's token")
+        return
+    if conn.session_id is not None and claims.get("sid") != conn.session_id:
+        # The socket stays its session's (catch-up marks, push targets): refused, nothing changes.
+        conn.send(error_frame("unauthorized", "that access token is another session's: open a new socket"))
         return
     ctx.hub.check_session(claims.get("sid"))
     conn.reauthenticate(claims.get("sid"), float(claims["exp"]))

@@ -7,9 +7,10 @@ run again, and a message delivered twice by the broker does no harm:
    last_message_at, read the members. A message deleted before it was stored has its
    stored copy erased at once and is not delivered.
 3. Redis: one `message.new` event per message to every member (all chat instances hear
-   it), and, in the same pipeline, which members have a live socket.
-4. RabbitMQ: a notification job per member without a live socket (one confirmed publish
-   for the whole batch).
+   it), and, in the same pipeline, which sessions of the members with push targets have
+   an open socket (services/common/presence.py).
+4. RabbitMQ: a notification job per recipient with push targets whose session has no open
+   socket, naming those targets (one confirmed publish for the whole batch).
 The consumer acknowledges the broker's deliveries only after all of this returned.
 """
 
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ from pymongo.errors import BulkWriteError
 from services.common.amqp import Outgoing
 from services.common.members import members_by_conversation, seeing
 from services.common.mongo import MESSAGES
+from services.common.presence import SOCKETS_KEY, Online, to_push
 from services.common.times import rfc3339
 from services.message_processor import store
 
@@ -40,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
-PRESENCE_KEY = "presence:{user_id}"
 
 
 class QueuedMedia(BaseModel):
@@ -99,7 +101,6 @@ class BatchResult:
     erased: int = 0
     events: int = 0
     notifications: int = 0
-    offline_by_message: dict[str, list[str]] = field(default_factory=dict)
 
 
 def message_json(m: QueuedMessage) -> dict[str, Any]:
@@ -181,6 +182,7 @@ def process_batch(ctx: ProcessorContext, payloads: list[QueuedPayload]) -> Batch
         marks = store.mark_stored(conn, [m.id for m in messages])
         store.touch_conversations(conn, latest)
         members = members_by_conversation(conn, list(latest))
+        targets = store.push_targets(conn, sorted({u for marks_of in members.values() for u in marks_of}))
     erased = {r["id"] for r in marks if r["erased"]}
     if erased:
         ctx.mongo[MESSAGES].update_many(
@@ -208,41 +210,43 @@ def process_batch(ctx: ProcessorContext, payloads: list[QueuedPayload]) -> Batch
         to = seeing(members.get(m.conversation_id, {}), m.seq)
         frame = {"type": "message.new", "message": message_json(m)}
         pipe.publish(settings.events_channel, json.dumps({"to": to, "frame": frame}, separators=(",", ":")))
-        others = [u for u in to if u != m.sender_id]
-        for user in others:
-            pipe.exists(PRESENCE_KEY.format(user_id=user))
-        recipients.append((m, others))
+        recipients.append((m, [u for u in to if u != m.sender_id and u in targets]))
+    # Each recipient with push targets once per batch: the sessions with an open socket.
+    asked = sorted({u for _, users in recipients for u in users})
+    now = time.time()
+    for user in asked:
+        pipe.zrangebyscore(SOCKETS_KEY.format(user_id=user), now, "+inf")
     replies = pipe.execute()
     result.events = len(live)
+    online = {user: Online.from_members(r) for user, r in zip(asked, replies[len(live) :], strict=True)}
 
-    cursor = 0
     jobs: list[Outgoing] = []
-    for m, others in recipients:
-        cursor += 1  # the publish reply
-        online = replies[cursor : cursor + len(others)]
-        cursor += len(others)
-        offline = [u for u, up in zip(others, online, strict=True) if not up]
-        if offline:
-            result.offline_by_message[m.id] = offline
-        jobs += [
-            Outgoing(
-                {
-                    "type": "message",
-                    "user_id": user,
-                    "conversation_id": m.conversation_id,
-                    "message_id": m.id,
-                    "sender_id": m.sender_id,
-                    "sent_at": rfc3339(m.created_at),
-                    # An encrypted body is the clients' own: never in a push.
-                    "body": None if m.encrypted else m.body,
-                    # A file's type only (never its bytes), and nothing of an encrypted message.
-                    "media_type": m.media.content_type if m.media is not None and not m.encrypted else None,
-                    "request_id": request_ids.get(m.id),
-                },
-                message_id=f"{m.id}:{user}",
+    for m, users in recipients:
+        for user in users:
+            device_ids = to_push(targets[user], online[user])
+            if not device_ids:
+                continue
+            jobs.append(
+                Outgoing(
+                    {
+                        "type": "message",
+                        "user_id": user,
+                        "device_ids": device_ids,
+                        "conversation_id": m.conversation_id,
+                        "message_id": m.id,
+                        "sender_id": m.sender_id,
+                        "sent_at": rfc3339(m.created_at),
+                        # An encrypted body is the clients' own: never in a push.
+                        "body": None if m.encrypted else m.body,
+                        # A file's type only (never its bytes), and nothing of an encrypted message.
+                        "media_type": m.media.content_type
+                        if m.media is not None and not m.encrypted
+                        else None,
+                        "request_id": request_ids.get(m.id),
+                    },
+                    message_id=f"{m.id}:{user}",
+                )
             )
-            for user in offline
-        ]
     # One confirmed publish for the batch's push jobs (publish all, wait for the confirms once).
     ctx.notifications.publish_many(settings.notifications_exchange, settings.notifications_routing_key, jobs)
     result.notifications = len(jobs)

@@ -1,10 +1,13 @@
-"""PostgreSQL work of message_processor (schema `conversations`: read and write rights)."""
+"""PostgreSQL work of message_processor (schema `conversations`: read and write rights;
+`accounts`: read)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import psycopg
+
+from services.common.presence import PushTarget
 
 Row = dict[str, Any]
 
@@ -43,3 +46,19 @@ def touch_conversations(conn: psycopg.Connection, last_message_at: dict[str, Any
         """,
         {"ids": ids, "ats": [last_message_at[i] for i in ids]},
     )
+
+
+def push_targets(conn: psycopg.Connection, user_ids: list[str]) -> dict[str, list[PushTarget]]:
+    """The push targets of these users, by user (users without any are left out)."""
+    rows = conn.execute(
+        """
+        SELECT user_id, id, session_id FROM accounts.devices
+        WHERE user_id = ANY(%s::uuid[]) ORDER BY user_id, created_at, id
+        """,
+        (user_ids,),
+    ).fetchall()
+    out: dict[str, list[PushTarget]] = {}
+    for row in rows:
+        session = str(row["session_id"]) if row["session_id"] is not None else None
+        out.setdefault(str(row["user_id"]), []).append(PushTarget(str(row["id"]), session))
+    return out

@@ -21,7 +21,7 @@ import kombu
 from services.common.worker import Consuming, QueueWorker, Stopping, start_workers
 from services.notification import store
 from services.notification.delivery import deliver_job
-from services.notification.jobs import InvalidJob, parse_job
+from services.notification.jobs import InvalidJob, for_job, parse_job
 
 if TYPE_CHECKING:
     from services.notification.context import NotificationContext
@@ -56,6 +56,7 @@ class JobConsumer(QueueWorker):
         devices = self._load_devices(job.user_id)
         if devices is None:  # stopping: the claim stays; RabbitMQ redelivers this copy
             return
+        devices = for_job(job, devices)
         summary = deliver_job(job, devices, self.ctx.delivery)
         if summary.requeue_advised:
             self.ctx.ledger.release(job)

@@ -8,7 +8,7 @@ such a job at once instead of burning the queue's delivery limit on it.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 import pydantic
@@ -17,6 +17,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from services.common.errors import describe_validation_error
 from services.common.request_id import SANE_REQUEST_ID
 from services.common.times import rfc3339
+
+if TYPE_CHECKING:
+    from services.notification.base import Device
 
 # Ids are opaque strings in the contract; bounded so a broken producer cannot make us
 # send megabytes to every device.
@@ -28,8 +31,9 @@ class InvalidJob(ValueError):
 
 
 class PushJob(BaseModel):
-    """`{"type": "message", "user_id", "conversation_id", "message_id", "sender_id", "sent_at",
-    "body", "media_type", "request_id"}`, as message_processor publishes it."""
+    """`{"type": "message", "user_id", "device_ids", "conversation_id", "message_id",
+    "sender_id", "sent_at", "body", "media_type", "request_id"}`, as message_processor
+    publishes it."""
 
     # Fields a newer producer adds are ignored, so producers can be upgraded first.
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -37,6 +41,9 @@ class PushJob(BaseModel):
     type: Literal["message"]
     # accounts.users.id: a uuid, checked here so a bad one fails validation, not the SQL.
     user_id: UUID
+    # The push targets whose session had no open socket when the message was fanned out;
+    # None (a job from before sessions owned targets): every target of the user.
+    device_ids: tuple[UUID, ...] | None = Field(default=None, max_length=64)
     conversation_id: str = Id
     message_id: str = Id
     sender_id: str = Id
@@ -87,3 +94,12 @@ def parse_job(raw: bytes | str | dict[str, Any] | PushJob) -> PushJob:
         return PushJob.model_validate(raw)
     except pydantic.ValidationError as exc:
         raise InvalidJob(describe_validation_error(exc)) from None
+
+
+def for_job(job: PushJob, devices: list[Device]) -> list[Device]:
+    """The user's devices this job is for: those it names (their sessions had no open
+    socket), or all of them for a job that names none."""
+    if job.device_ids is None:
+        return devices
+    named = {str(d) for d in job.device_ids}
+    return [d for d in devices if d.id in named]

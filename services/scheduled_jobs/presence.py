@@ -27,6 +27,7 @@ from typing import Any
 
 import psycopg
 
+from services.common.presence import PRESENCE_KEY, SOCKETS_PREFIX
 from services.common.times import rfc3339
 from services.common.watchers import query_watchers
 from services.scheduled_jobs.context import JobsContext
@@ -34,8 +35,6 @@ from services.scheduled_jobs.events import publish_events
 
 log = logging.getLogger(__name__)
 
-SOCKETS_PREFIX = "sockets:"
-PRESENCE_KEY = "presence:{user_id}"
 # Users whose last socket went stale, scored by when; settled into PostgreSQL by step 2.
 PENDING_OFFLINE_KEY = "scheduled_jobs:offline_pending"
 CURSOR_STATE = "presence_scan_cursor"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import redis
 
-PRESENCE_KEY = "presence:{user_id}"
+from services.common.presence import PRESENCE_KEY
 
 
 def presence_key(user_id: str) -> str:

@@ -382,9 +382,13 @@ def add_device() -> tuple[Response, int]:
     )
     with ctx.db.connection() as conn:
         try:
-            device_id = store.add_device(conn, user_id, body.platform, body.token)
+            device_id = store.add_device(
+                conn, user_id, body.platform, body.token, session_id=g.get("session_id")
+            )
         except store.TooManyDevices as exc:
             raise Conflict(f"{exc}: remove one first") from None
+        except store.SessionEnded as exc:
+            raise Unauthorized(str(exc)) from None
     if device_id is None:
         # A valid token whose account is gone: like every other route, 404 (never a 500).
         raise NotFound("no such user")

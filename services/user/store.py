@@ -206,15 +206,26 @@ class TooManyDevices(Exception):
     """The user has MAX_DEVICES_PER_USER push targets already (and this is not one of them)."""
 
 
-def add_device(
-    conn: psycopg.Connection, user_id: ID, platform: str, token: str, *, limit: int = MAX_DEVICES_PER_USER
+class SessionEnded(Exception):
+    """The access token's session is gone (its sessions row was pruned)."""
+
+
+def add_device(  # noqa: PLR0913 - the session and the bound are keyword-only
+    conn: psycopg.Connection,
+    user_id: ID,
+    platform: str,
+    token: str,
+    *,
+    session_id: ID | None = None,
+    limit: int = MAX_DEVICES_PER_USER,
 ) -> uuid.UUID | None:
     """The device's id; registering the same (platform, token) again returns the same id,
-    at the limit too. TooManyDevices when the user has `limit` other devices.
+    at the limit too, and hands the device to `session_id` (the app logged in again).
+    TooManyDevices when the user has `limit` other devices.
 
     None when `user_id` is no user: a valid access token can outlive its account.
     """
-    params = {"user": user_id, "platform": platform, "token": token, "limit": limit}
+    params = {"user": user_id, "platform": platform, "token": token, "limit": limit, "session": session_id}
     try:
         # A savepoint (or its own transaction): the violation must not abort the caller's.
         with conn.transaction():
@@ -231,18 +242,20 @@ def add_device(
                 return None
             row = conn.execute(
                 """
-                INSERT INTO accounts.devices (user_id, platform, token)
-                SELECT %(user)s, %(platform)s, %(token)s
+                INSERT INTO accounts.devices (user_id, platform, token, session_id)
+                SELECT %(user)s, %(platform)s, %(token)s, %(session)s
                 WHERE (SELECT count(*) FROM accounts.devices d WHERE d.user_id = %(user)s) < %(limit)s
                    OR EXISTS (SELECT 1 FROM accounts.devices d
                               WHERE d.user_id = %(user)s AND d.platform = %(platform)s
                                 AND d.token = %(token)s)
-                ON CONFLICT (user_id, platform, token) DO UPDATE SET token = EXCLUDED.token
+                ON CONFLICT (user_id, platform, token) DO UPDATE SET session_id = EXCLUDED.session_id
                 RETURNING id
                 """,
                 params,
             ).fetchone()
-    except psycopg.errors.ForeignKeyViolation:
+    except psycopg.errors.ForeignKeyViolation as exc:
+        if exc.diag.constraint_name == "devices_session_id_fkey":
+            raise SessionEnded("the session of this token has ended") from None
         return None
     if row is None:
         raise TooManyDevices(f"at most {limit} push targets per user")
@@ -347,7 +360,9 @@ def revoke_sessions(
         """,
         {"user": user_id, "now": now, "session": session_id},
     ).fetchall()
-    return sorted({str(row["family_id"]) for row in rows})
+    ended = sorted({str(row["family_id"]) for row in rows})
+    forget_push_targets(conn, ended)
+    return ended
 
 
 def revoke_refresh_family(conn: psycopg.Connection, family_id: ID, now: datetime) -> int:
@@ -358,7 +373,18 @@ def revoke_refresh_family(conn: psycopg.Connection, family_id: ID, now: datetime
         """,
         {"family": family_id, "now": now},
     )
+    forget_push_targets(conn, [family_id])
     return cur.rowcount
+
+
+def forget_push_targets(conn: psycopg.Connection, session_ids: list[ID]) -> None:
+    """A revoked session's push targets go with it (in the revocation's transaction): a
+    logged-out phone gets no more pushes."""
+    if session_ids:
+        conn.execute(
+            "DELETE FROM accounts.devices WHERE session_id = ANY(%s::uuid[])",
+            ([str(s) for s in session_ids],),
+        )
 
 
 # ---- end-to-end encryption keys (migrations 0005): public keys per session ----------------

@@ -1,4 +1,4 @@
-"""Layer 4, end to end: a user who is offline gets a push on each registered device.
+"""Layer 4, end to end: a session without an open socket gets a push on each of its devices.
 
 FCM and APNs cannot be reached from here, so local receivers stand in for them
 (tests/push_receivers.py): an HTTP/1.1 server for FCM (its OAuth token endpoint and the v1
@@ -182,6 +182,38 @@ def test_an_online_user_gets_no_push(receivers):
     wait_for(fcm, lambda r: fcm_token in r.body.decode() and later.json()["id"] in r.body.decode())
     pushed = [r for r in fcm.requests if fcm_token in r.body.decode()]
     assert all(sent.json()["id"] not in r.body.decode() for r in pushed), pushed
+
+
+def pushed(receiver: HttpReceiver, token: str, message_id: str) -> list[Received]:
+    return [r for r in list(receiver.requests) if token in r.body.decode() and message_id in r.body.decode()]
+
+
+@pytest.mark.docker
+def test_each_session_is_pushed_while_it_has_no_socket_and_never_after_it_is_revoked(receivers):
+    fcm, _ = receivers
+    phone, bob = User("push-phone"), User("push-sessions-bob")
+    laptop = phone.second_session()
+    phone_token, laptop_token = (f"fcm-e2e-{name}-{secrets.token_hex(6)}" for name in ("phone", "laptop"))
+    register_device(phone, "fcm", phone_token)
+    register_device(laptop, "fcm", laptop_token)
+    conversation = bob.direct_with(phone)
+    with laptop.socket() as socket:
+        first = bob.post_message(conversation, "the laptop is open")
+        socket.wait_for(lambda f: f.get("type") == "message.new" and f["message"]["id"] == first["id"])
+        # The laptop's session has a socket, the phone's has none: only the phone is pushed.
+        wait_for(fcm, lambda r: bool(pushed(fcm, phone_token, first["id"])))
+    wait_offline(phone.id)
+    # The phone is lost: revoked from the laptop, its push target goes with its session.
+    sessions = laptop.api.call("GET", "/sessions")
+    assert sessions.status_code == 200, sessions.text
+    phone_session = next(s["id"] for s in sessions.json()["sessions"] if not s["current"])
+    assert laptop.api.call("DELETE", f"/sessions/{phone_session}").status_code == 204
+    second = bob.post_message(conversation, "the laptop is closed")
+    wait_for(fcm, lambda r: bool(pushed(fcm, laptop_token, second["id"])))
+    time.sleep(1.0)
+    assert not pushed(fcm, laptop_token, first["id"]), "a session with an open socket was pushed"
+    assert not pushed(fcm, phone_token, second["id"]), "a revoked session's device was pushed"
+    assert len(pushed(fcm, phone_token, first["id"])) == 1
 
 
 def publish_push_jobs(jobs: list[dict]) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from test_notification_helpers import JOB, job
 
-from services.notification.base import PushPayload, truncate_utf8
-from services.notification.jobs import InvalidJob, PushJob, parse_job
+from services.notification.base import Device, PushPayload, truncate_utf8
+from services.notification.jobs import InvalidJob, PushJob, for_job, parse_job
 
 
 def test_a_job_from_json_bytes_validates():
@@ -89,3 +90,18 @@ def test_truncation_keeps_whole_characters(text, limit, expected):
     cut = truncate_utf8(text, limit)
     assert cut == expected
     assert len(cut.encode()) <= limit
+
+
+def test_a_job_naming_devices_is_for_those_only_and_one_naming_none_for_all():
+    devices = [Device(id=str(uuid.UUID(int=n)), platform="fcm", token=f"t{n}") for n in (1, 2, 3)]
+    assert for_job(parse_job(job()), devices) == devices
+    named = parse_job(job(device_ids=[str(uuid.UUID(int=3)), str(uuid.UUID(int=1))]))
+    assert [d.token for d in for_job(named, devices)] == ["t1", "t3"]
+    # A device removed since the job was queued is simply not pushed.
+    assert for_job(parse_job(job(device_ids=[str(uuid.UUID(int=9))])), devices) == []
+
+
+@pytest.mark.parametrize("device_ids", [["not-a-uuid"], [str(uuid.UUID(int=1))] * 65, "abc"])
+def test_bad_device_ids_make_the_job_invalid(device_ids):
+    with pytest.raises(InvalidJob):
+        parse_job(job(device_ids=device_ids))

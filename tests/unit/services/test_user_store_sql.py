@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -17,6 +18,8 @@ from real_backends import redis_url, throwaway_database
 from service_helpers import bearer, signer, user_app
 
 from services.chat import store as chat_store
+from services.common.times import utcnow
+from services.message_processor import store as processor_store
 from services.scheduled_jobs import presence as jobs_presence
 from services.user import store
 from services.user.context import user_context
@@ -95,6 +98,42 @@ def test_the_bound_holds_under_concurrent_registrations(dsn, conn):
 
 def test_a_device_for_a_missing_user_is_none(conn):
     assert store.add_device(conn, str(uuid.uuid4()), "fcm", "t") is None
+
+
+def new_session(conn, user: str) -> str:
+    """A live session of the user (a sessions row and an unused refresh token of its family)."""
+    sid, now = str(uuid.uuid4()), utcnow()
+    store.insert_session(conn, sid, user, "phone", now)
+    store.insert_refresh_token(
+        conn, store.NewRefreshToken(sid, user, uuid.uuid4().hex * 2, now, now + timedelta(days=1))
+    )
+    return sid
+
+
+def targets_of(conn, user: str) -> list[tuple[str, str | None]]:
+    return [(t.device_id, t.session_id) for t in processor_store.push_targets(conn, [user]).get(user, [])]
+
+
+def test_a_push_target_is_its_sessions_and_goes_when_that_session_is_revoked(conn):
+    user = new_user(conn)
+    phone, laptop = new_session(conn, user), new_session(conn, user)
+    on_phone = str(store.add_device(conn, user, "fcm", "phone-token", session_id=phone))
+    on_laptop = str(store.add_device(conn, user, "apns", "laptop-token", session_id=laptop))
+    old = str(store.add_device(conn, user, "fcm", "from-before-sessions"))
+    assert sorted(targets_of(conn, user)) == sorted([(on_phone, phone), (on_laptop, laptop), (old, None)])
+    # The app logged in again on the phone (a new session): the same target, now the new one's.
+    again = new_session(conn, user)
+    assert str(store.add_device(conn, user, "fcm", "phone-token", session_id=again)) == on_phone
+    assert (on_phone, again) in targets_of(conn, user)
+    # Revoking a session removes its targets, and only its.
+    assert store.revoke_sessions(conn, user, utcnow(), again) == [again]
+    assert sorted(targets_of(conn, user)) == sorted([(on_laptop, laptop), (old, None)])
+    store.revoke_refresh_family(conn, laptop, utcnow())
+    assert targets_of(conn, user) == [(old, None)]
+    # A session that is gone (pruned) cannot own a new target.
+    with pytest.raises(store.SessionEnded):
+        store.add_device(conn, user, "fcm", "late", session_id=str(uuid.uuid4()))
+    assert processor_store.push_targets(conn, [new_user(conn)]) == {}
 
 
 # ---- last_seen_visibility in the schema -------------------------------------------------------
