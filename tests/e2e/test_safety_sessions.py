@@ -157,8 +157,8 @@ def test_an_expired_token_closes_its_socket_unless_an_auth_frame_renews_it():
         # Another session's token is refused too: a socket stays its session's.
         elsewhere = session.login_again("elsewhere")
         renewed.send({"type": "auth", "access_token": elsewhere.access_token})
-        foreign = renewed.wait_for(lambda f: f.get("type") == "error")
-        assert foreign["code"] == "unauthorized" and "session" in foreign["message"], foreign
+        foreign = renewed.wait_for(lambda f: f.get("type") == "error" and "session" in f.get("message", ""))
+        assert foreign["code"] == "unauthorized", foreign
         # Another user's token ends the socket.
         hijacked.send({"type": "auth", "access_token": other.access_token})
         wrong = hijacked.wait_for(lambda f: f.get("type") == "error")
