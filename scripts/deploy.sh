@@ -10,6 +10,8 @@ case "${1:-}" in
 usage: scripts/deploy.sh [ansible-playbook options]
   Bootstraps .venv (pinned Ansible), then runs: ansible-playbook site.yml [options]
   The default inventory is inventories/local (Docker Desktop, or this Debian host).
+  Prints a line per role, what changed, failures and a table of the roles' times;
+  -v prints Ansible's whole task stream.
   examples: scripts/deploy.sh -i inventories/airgapped
             scripts/deploy.sh --tags redis
 USAGE
@@ -20,7 +22,7 @@ start=$(now_s)
 "$PROJECT_ROOT/scripts/bootstrap.sh"
 info "ansible-playbook site.yml $*"
 cd "$PROJECT_ROOT"
-if ansible-playbook site.yml "$@"; then
+if ansible_playbook site.yml "$@"; then
   ok "deployed in $(elapsed "$start") s"
 else
   die "deploy failed after $(elapsed "$start") s (see the failed task above)"

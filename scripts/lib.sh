@@ -10,6 +10,15 @@ VENV="${WHATSAPP_VENV:-$PROJECT_ROOT/.venv}"
 export PATH="$VENV/bin:$PATH"
 export ANSIBLE_CONFIG="$PROJECT_ROOT/ansible.cfg"
 
+# ansible_playbook: ansible-playbook with the scripts' output: progress lines, changes,
+# messages, failures in full and a table of the roles' times (plugins/callback/progress.py);
+# -v gives Ansible's whole stream, ANSIBLE_STDOUT_CALLBACK=default its usual output.
+# (cryptography's deprecation notice about DSA, printed on every start, is left out.)
+ansible_playbook() {
+  ANSIBLE_STDOUT_CALLBACK="${ANSIBLE_STDOUT_CALLBACK:-progress}" \
+    PYTHONWARNINGS="${PYTHONWARNINGS:-ignore:DSA is deprecated}" ansible-playbook "$@"
+}
+
 info() { printf '%s==>%s %s\n' "$C_BOLD" "$C_OFF" "$*"; }
 ok() { printf '%s ok %s %s\n' "$C_GREEN" "$C_OFF" "$*"; }
 warn() { printf '%swarn%s %s\n' "$C_YELLOW" "$C_OFF" "$*" >&2; }
@@ -35,7 +44,7 @@ run_playbook() {
   done
   info "$what: ansible-playbook $playbook $*"
   cd "$PROJECT_ROOT"
-  if ansible-playbook "$playbook" "$@"; then
+  if ansible_playbook "$playbook" "$@"; then
     ok "$what: done in $(elapsed "$start") s"
   else
     local rc=$?
@@ -49,5 +58,6 @@ usage_ops() {
 usage: scripts/$1 [ansible-playbook options: -i inventories/<name>, -e var=value ...]
   $3
   Runs: ansible-playbook $2 (default inventory from ansible.cfg: inventories/local)
+  Prints a line per role, what changed, failures and a table of the roles' times (-v: all).
 USAGE
 }

@@ -1,0 +1,137 @@
+"""The scripts' output: one line per role as it starts, what changed, what the playbook says
+(debug messages, warnings, retries), failures in full, then the recap and a table of the
+roles' times. `-v` (or more) gives Ansible's whole default stream instead.
+
+scripts/lib.sh makes it the stdout callback of the scripts' playbook runs
+(ANSIBLE_STDOUT_CALLBACK, unless already set); ansible-playbook run by hand, and molecule,
+keep Ansible's default output.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = """
+    name: progress
+    type: stdout
+    short_description: progress lines, changes and failures, then a table of the roles' times
+    description:
+      - One line per role as it starts, one per changed task, debug messages, warnings and
+        failures as the default callback shows them; the recap, then each role's seconds and
+        changed tasks. With -v or more, the default callback's whole output.
+    extends_documentation_fragment:
+      - default_callback
+      - result_format_callback
+    requirements:
+      - set as stdout callback (ANSIBLE_STDOUT_CALLBACK=progress)
+"""
+
+import time
+from typing import Any
+
+from ansible import constants as C
+from ansible.plugins.callback.default import CallbackModule as DefaultCallback
+
+DEBUG_ACTIONS = {"debug", "ansible.builtin.debug", "ansible.legacy.debug"}
+
+
+class CallbackModule(DefaultCallback):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "stdout"
+    CALLBACK_NAME = "progress"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._started = time.monotonic()
+        self._role: str | None = None
+        self._role_started = self._started
+        # Per role, in the order they ran: [seconds, changed tasks].
+        self._roles: dict[str, list[float]] = {}
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _full(self) -> bool:
+        return self._display.verbosity >= 1
+
+    def _line(self, text: str, color: str | None = None) -> None:
+        self._display.display(text, color=color)
+
+    def _close_role(self) -> None:
+        if self._role is not None:
+            self._roles.setdefault(self._role, [0.0, 0])[0] += time.monotonic() - self._role_started
+
+    @staticmethod
+    def _role_of(task: Any) -> str:
+        """The play's role the task runs under: roles it includes (container,
+        service_image...) count as part of it."""
+        name, node = None, task
+        while node is not None:
+            role = getattr(node, "_role", None)
+            if role is not None:
+                name = role.get_name()
+            node = getattr(node, "_parent", None)
+        return name or "(playbook)"
+
+    # -- plays and tasks ----------------------------------------------------------------------
+    def v2_playbook_on_play_start(self, play: Any) -> None:
+        if self._full():
+            super().v2_playbook_on_play_start(play)
+            return
+        self._play = play
+        self._line(f"play: {play.get_name().strip() or 'unnamed'}", C.COLOR_HIGHLIGHT)
+
+    def _task_start(self, task: Any, prefix: str | None = None) -> None:
+        if self._full():
+            super()._task_start(task, prefix)
+            return
+        if prefix is not None:
+            self._task_type_cache[task._uuid] = prefix
+        self._last_task_name = task.get_name().strip()
+        role = self._role_of(task)
+        if role != self._role:
+            self._close_role()
+            self._role, self._role_started = role, time.monotonic()
+            self._roles.setdefault(role, [0.0, 0])
+            self._line(f"  [{time.monotonic() - self._started:7.1f} s] {role}")
+
+    def v2_playbook_on_include(self, included_file: Any) -> None:
+        if self._full():
+            super().v2_playbook_on_include(included_file)
+
+    # -- results ------------------------------------------------------------------------------
+    def v2_runner_on_ok(self, result: Any) -> None:
+        if self._full():
+            super().v2_runner_on_ok(result)
+            return
+        self._handle_warnings_and_exception(result)
+        task, outcome = result.task, result.result
+        if task.action in DEBUG_ACTIONS and "msg" in outcome:
+            message = outcome["msg"]
+            lines = message if isinstance(message, list) else str(message).splitlines()
+            for line in lines:
+                self._line(f"      {line}")
+        elif outcome.get("changed", False):
+            if self._role is not None:
+                self._roles.setdefault(self._role, [0.0, 0])[1] += 1
+            self._line(f"      changed: {(task.name or task.get_name()).strip()}", C.COLOR_CHANGED)
+
+    def v2_runner_item_on_ok(self, result: Any) -> None:
+        if self._full():
+            super().v2_runner_item_on_ok(result)
+
+    def v2_runner_on_skipped(self, result: Any) -> None:
+        if self._full():
+            super().v2_runner_on_skipped(result)
+
+    def v2_runner_item_on_skipped(self, result: Any) -> None:
+        if self._full():
+            super().v2_runner_item_on_skipped(result)
+
+    # -- the end ------------------------------------------------------------------------------
+    def v2_playbook_on_stats(self, stats: Any) -> None:
+        self._close_role()
+        self._role = None
+        super().v2_playbook_on_stats(stats)
+        if self._full() or not self._roles:
+            return
+        self._line(f"{'role':<28}{'seconds':>9}{'changed':>9}")
+        for role, (seconds, changed) in self._roles.items():
+            self._line(f"{role:<28}{seconds:9.1f}{int(changed):9d}")
+        self._line(f"{'total':<28}{time.monotonic() - self._started:9.1f}")
