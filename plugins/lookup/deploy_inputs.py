@@ -21,7 +21,8 @@ description:
   - Returns the first 16 hex digits of a SHA-256 over the sorted names and templated values
     of the variables whose names match the regular expression, except those matching
     C(exclude). A value that cannot be templated (an undefined variable inside it) is
-    hashed as its raw text, so the hash stays the same while the inputs do.
+    hashed as its raw text, so the hash stays the same while the inputs do. Texts that
+    are whole numbers or booleans (as extra vars arrive) hash as those numbers and booleans.
 options:
   _terms:
     description: One regular expression on variable names.
@@ -35,6 +36,27 @@ options:
 DIGITS = 16
 # omit's placeholder carries a token that differs from run to run.
 OMIT = re.compile(r"__omit_place_holder__[0-9a-f]+")
+INTEGER = re.compile(r"-?[0-9]+")
+BOOLEANS = {"true": True, "false": False, "yes": True, "no": False}
+
+
+def normalise(value):
+    """A value as the roles read it: `-e chat_replicas=1` arrives as the text "1", the
+    inventory's `chat_replicas: 1` as a number; both mean one replica (the roles apply
+    `| int` and `| bool`), so both hash alike and a scale back to the inventory's count
+    finds the fast path again."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if INTEGER.fullmatch(text):
+            return int(text)
+        return BOOLEANS.get(text.lower(), value)
+    if isinstance(value, dict):
+        return {str(k): normalise(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [normalise(v) for v in value]
+    return value
 
 
 class LookupModule(LookupBase):
@@ -53,6 +75,6 @@ class LookupModule(LookupBase):
                 value = self._templar.template(raw)
             except Exception:  # noqa: BLE001 - any failure: hash what the inventory says
                 value = raw
-            text = json.dumps([name, value], sort_keys=True, default=str)
+            text = json.dumps([name, normalise(value)], sort_keys=True, default=str)
             digest.update(OMIT.sub("__omit__", text).encode())
         return [digest.hexdigest()[:DIGITS]]

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
+import re
+import subprocess
 
-from conftest import ROOT
+from conftest import ROOT, tool_env
 
 spec = importlib.util.spec_from_file_location("deploy_state", ROOT / "plugins/filter/deploy_state.py")
 deploy_state = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(deploy_state)
+inputs_spec = importlib.util.spec_from_file_location(
+    "deploy_inputs", ROOT / "plugins/lookup/deploy_inputs.py"
+)
+deploy_inputs = importlib.util.module_from_spec(inputs_spec)
+inputs_spec.loader.exec_module(deploy_inputs)
 
 ROLES = ["docker_host", "redis", "chat"]
 
@@ -117,3 +124,44 @@ def test_on_swarm_a_moved_task_or_another_replica_runs_the_role_and_an_update_ov
     third = [*tasks, container("whatsapp-chat.3@node1", "chat")]
     for now in (moved, third, tasks[:2]):
         assert deploy_state.deploy_unchanged(PRINTS, state, now, ROLES) == ["redis"], now
+
+
+def inputs_hash(tmp_path, *extra: str) -> str:
+    """whatsapp_deploy_inputs' lookup over demo_* variables: the inventory's, then -e's."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+        "      demo_replicas: 1\n      demo_enabled: true\n      demo_name: chat\n"
+    )
+    result = subprocess.run(
+        [
+            "ansible",
+            "localhost",
+            "-i",
+            str(inventory),
+            "-m",
+            "ansible.builtin.debug",
+            "-o",
+            "-a",
+            "msg={{ lookup('deploy_inputs', '^demo_') }}",
+            *extra,
+        ],
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return re.search(r'"msg": "([0-9a-f]{16})"', result.stdout)[1]
+
+
+def test_extra_vars_that_restate_the_inventory_leave_the_inputs_unchanged(tmp_path):
+    """scale.sh passes `-e chat_replicas=1` as text: scaling back to the inventory's count
+    must find the fast path again (the roles read it through | int and | bool)."""
+    base = inputs_hash(tmp_path)
+    assert inputs_hash(tmp_path, "-e", "demo_replicas=1", "-e", "demo_enabled=true") == base
+    assert inputs_hash(tmp_path, "-e", "demo_replicas=2") != base
+    assert inputs_hash(tmp_path, "-e", "demo_name=gateway") != base
+    assert deploy_inputs.normalise({"a": ["3", "no", "x"], "b": " 7 "}) == {"a": [3, False, "x"], "b": 7}
