@@ -87,6 +87,9 @@ class Connection:
         # moves both); the hub ends the socket when either ends.
         self.session_id = session_id
         self.expires_at = expires_at
+        # The session the socket's presence key names (fixed: the key must stay the same
+        # from the socket's first heartbeat to its removal, whatever an `auth` frame moves).
+        self.presence_session = session_id
         self.close_code: int | None = None
         self.close_reason = ""
         self.hub = hub
@@ -590,7 +593,7 @@ class Hub:
     def _socket_key(self, conn: Connection) -> str:
         """`<instance>:<socket>:<session>`: message_processor reads the sessions with an open
         socket from these keys (a push target is pushed while its session has none)."""
-        return socket_member(self.settings.instance_id, conn.id, conn.session_id)
+        return socket_member(self.settings.instance_id, conn.id, conn.presence_session)
 
     def came_online(self, conn: Connection) -> None:
         """Queued: the presence loop records sockets coming and going in batches."""

@@ -16,6 +16,7 @@ from test_scheduled_jobs_redis import REDIS_SERVER, redis_server
 from services.chat.hub import CLOSE_UNAUTHORIZED, SOCKETS_KEY, Connection, Hub
 from services.chat.ws import query_token
 from services.common.errors import RateLimited, Unauthorized
+from services.common.presence import Online
 from services.common.sessions import (
     ENDED_KEY,
     SESSIONS_CHANNEL,
@@ -169,3 +170,16 @@ def test_without_redis_an_upgrade_is_admitted():
 )
 def test_the_query_token_is_read_only_under_its_exact_name(query, token):
     assert query_token(query) == token
+
+
+def test_a_sockets_presence_key_names_the_session_it_opened_with(client):
+    hub = hub_with(client)
+    conn = open_socket(hub, "u", "sid-phone")
+    key = hub._socket_key(conn)
+    assert Online.from_members([key]).sessions == {"sid-phone"}
+    # An `auth` frame moves the socket's authority, never its key (the heartbeat and the
+    # removal must name the member that was added).
+    conn.reauthenticate("sid-phone", time.time() + 600)
+    assert hub._socket_key(conn) == key
+    legacy = open_socket(hub, "u", None)
+    assert Online.from_members([hub._socket_key(legacy)]) == Online(sockets=1, sessions=frozenset())
