@@ -57,9 +57,8 @@ echo
 # With no arguments, every layer runs, in three pytest runs at once: the static and unit
 # layers need no Docker engine; the Swarm layer runs its lab (three engines in containers,
 # its own ports, network and config root) beside the roles layer, and deploys onto it once
-# every image is built (playbooks/build_images.yml, all at once, before the roles layer;
-# each image is built once per run); roles, e2e and reliability run in turn on this host's
-# engine. Each run's whole output follows; all must pass.
+# the roles layer has built every image (each image is built once per run); roles, e2e and
+# reliability run in turn on this host's engine. Each run's whole output follows; all must pass.
 run_pytest() {
   local rc=0
   python -m pytest "$@" 2>&1 || rc=$?
@@ -86,20 +85,6 @@ set +e
 fast_pid=$!
 ( WHATSAPP_SWARM_AFTER="$images_built" run_pytest tests/swarm >"$swarm_log" 2>&1 ) &
 swarm_pid=$!
-# Every image at once (their builds mostly wait on package downloads): the roles layer's
-# scenarios and the Swarm layer then find them all. A failure here is shown and the roles
-# layer goes on (it builds what is missing and fails where the build does).
-t=$(now_s)
-info "building every image at once (playbooks/build_images.yml)"
-if ANSIBLE_STDOUT_CALLBACK=progress PYTHONWARNINGS="ignore:DSA is deprecated" \
-    ansible-playbook -i "$inventory" playbooks/build_images.yml >.test-logs/build-images.log 2>&1; then
-  sed -n '/image built in the background/,/^ *all  /p' .test-logs/build-images.log
-  ok "images made in $(elapsed "$t") s"
-  touch "$images_built"
-else
-  tail -n 60 .test-logs/build-images.log
-  warn "building the images at once failed after $(elapsed "$t") s (full log: .test-logs/build-images.log)"
-fi
 WHATSAPP_IMAGES_BUILT="$images_built" run_pytest tests/roles tests/e2e tests/reliability
 docker_rc=$?
 # The Swarm layer never waits for a layer that has ended (without the images, it builds them).
