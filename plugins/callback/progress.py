@@ -1,6 +1,7 @@
 """The scripts' output: one line per role as it starts, what changed, what the playbook says
-(debug messages, warnings, retries), failures in full, then the recap and a table of the
-roles' times. `-v` (or more) gives Ansible's whole default stream instead.
+(debug messages, one per loop item with its label, assert success messages, warnings,
+retries), failures in full, then the recap and a table of the roles' times. `-v` (or more)
+gives Ansible's whole default stream instead.
 
 scripts/lib.sh makes it the stdout callback of the scripts' playbook runs
 (ANSIBLE_STDOUT_CALLBACK, unless already set); ansible-playbook run by hand, and molecule,
@@ -31,6 +32,9 @@ from ansible import constants as C
 from ansible.plugins.callback.default import CallbackModule as DefaultCallback
 
 DEBUG_ACTIONS = {"debug", "ansible.builtin.debug", "ansible.legacy.debug"}
+# An assert's success_msg is a message too (its default text is not).
+ASSERT_ACTIONS = {"assert", "ansible.builtin.assert", "ansible.legacy.assert"}
+DEFAULT_ASSERT_MSG = "All assertions passed"
 
 
 class CallbackModule(DefaultCallback):
@@ -52,6 +56,23 @@ class CallbackModule(DefaultCallback):
 
     def _line(self, text: str, color: str | None = None) -> None:
         self._display.display(text, color=color)
+
+    def _message(self, task: Any, outcome: dict[str, Any], prefix: str = "") -> bool:
+        """Print a debug's or an assert's message; whether the result was one."""
+        if "msg" not in outcome or task.action not in DEBUG_ACTIONS | ASSERT_ACTIONS:
+            return False
+        message = outcome["msg"]
+        # A quiet assert says nothing, as in the default output.
+        if task.action in ASSERT_ACTIONS and (
+            message == DEFAULT_ASSERT_MSG or not outcome.get("_ansible_verbose_always")
+        ):
+            return True
+        if prefix:
+            self._line(f"      {prefix}")
+        lines = message if isinstance(message, list) else str(message).splitlines()
+        for line in lines:
+            self._line(f"      {line}")
+        return True
 
     def _close_role(self) -> None:
         if self._role is not None:
@@ -102,12 +123,11 @@ class CallbackModule(DefaultCallback):
             return
         self._handle_warnings_and_exception(result)
         task, outcome = result.task, result.result
-        if task.action in DEBUG_ACTIONS and "msg" in outcome:
-            message = outcome["msg"]
-            lines = message if isinstance(message, list) else str(message).splitlines()
-            for line in lines:
-                self._line(f"      {line}")
-        elif outcome.get("changed", False):
+        if self._message(task, outcome):
+            return
+        if "results" in outcome and task.action in DEBUG_ACTIONS | ASSERT_ACTIONS:
+            return  # a loop's items were printed one by one
+        if outcome.get("changed", False):
             if self._role is not None:
                 self._roles.setdefault(self._role, [0.0, 0])[1] += 1
             self._line(f"      changed: {(task.name or task.get_name()).strip()}", C.COLOR_CHANGED)
@@ -115,6 +135,9 @@ class CallbackModule(DefaultCallback):
     def v2_runner_item_on_ok(self, result: Any) -> None:
         if self._full():
             super().v2_runner_item_on_ok(result)
+            return
+        label = self._get_item_label(result.result)
+        self._message(result.task, result.result, prefix=f"(item={label})")
 
     def v2_runner_on_skipped(self, result: Any) -> None:
         if self._full():

@@ -23,6 +23,22 @@ ROLE = """
 - name: A skipped step
   ansible.builtin.command: "true"
   when: false
+- name: Print per container
+  ansible.builtin.debug:
+    msg: ["line of {{ item }}"]
+  loop: [whatsapp-gateway, whatsapp-chat]
+- name: A check with no message
+  ansible.builtin.assert:
+    that: true
+- name: A quiet check
+  ansible.builtin.assert:
+    that: true
+    quiet: true
+    success_msg: "quietly fine"
+- name: A check that says so
+  ansible.builtin.assert:
+    that: true
+    success_msg: "2 containers running and healthy, every service ready"
 - name: Include the inner role
   ansible.builtin.include_role:
     name: inner
@@ -91,6 +107,11 @@ def test_progress_shows_roles_changes_and_messages_but_not_every_task(project):
     assert "] outer" in out and "] inner" not in out, "an included role counts as its includer's"
     assert "changed: A changed step" in out and "changed: An inner changed step" in out
     assert "Fast path: 3 of 5 roles unchanged" in out
+    # A debug loop: each item's label, then its lines; an assert's own message, not the default.
+    assert "(item=whatsapp-gateway)\n      line of whatsapp-gateway" in out
+    assert "(item=whatsapp-chat)" in out
+    assert "every service ready" in out and "All assertions passed" not in out
+    assert "quietly fine" not in out
     for hidden in ("ok: [localhost]", "skipping:", "TASK [", "An ok step", "A skipped step", "included:"):
         assert hidden not in out, f"{hidden!r} shown:\n{out}"
     assert "ok=" in out and "changed=2" in out

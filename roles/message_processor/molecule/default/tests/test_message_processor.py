@@ -1,7 +1,7 @@
 """Verify the message_processor role: container, health, readiness, and real deliveries
 published to RabbitMQ as chat would: stored in MongoDB once (a redelivery is harmless),
 marked stored in PostgreSQL, fanned out on Redis, a push job queued for the offline
-member, and a malformed delivery dead-lettered."""
+member's push target, and a malformed delivery dead-lettered."""
 
 from __future__ import annotations
 
@@ -100,6 +100,21 @@ def new_conversation() -> tuple[str, str, str]:
     return conversation, alice, bob
 
 
+def give_push_target(user: str) -> None:
+    """The user as an account with one push target of no session (pushed while the user
+    has no socket at all): message_processor queues jobs only for members with targets."""
+    with pg() as conn:
+        conn.execute(
+            """INSERT INTO accounts.users (id, phone, display_name, password_hash)
+               VALUES (%s, %s, 'molecule', 'x')""",
+            (user, "+1999" + str(uuid.UUID(user).int)[:10]),
+        )
+        conn.execute(
+            "INSERT INTO accounts.devices (user_id, platform, token) VALUES (%s, 'fcm', %s)",
+            (user, f"molecule-{user}"),
+        )
+
+
 def accepted_message(conversation: str, sender: str, seq: int) -> dict:
     message = {
         "id": str(uuid.uuid4()),
@@ -142,6 +157,7 @@ def test_health_and_readiness():
 
 def test_a_message_is_stored_once_fanned_out_and_pushed_to_the_offline_member():
     conversation, alice, bob = new_conversation()
+    give_push_target(bob)
     events = redis.Redis(host=ADDRESS, port=VARS["redis_port"], password=VARS["redis_password"]).pubsub()
     events.subscribe("whatsapp:events")
     pushes_before = queue_depth("notifications.send")
@@ -166,7 +182,7 @@ def test_a_message_is_stored_once_fanned_out_and_pushed_to_the_offline_member():
             "SELECT stored_at FROM conversations.messages WHERE id = %s", (message["id"],)
         ).fetchone()
     assert row[0] is not None
-    # Neither member has a live socket: one push job for bob (not for the sender).
+    # Neither member has a live socket: one push job for bob's push target (not for the sender).
     wait_until(lambda: queue_depth("notifications.send") >= pushes_before + 1, what="a push job")
     # A redelivery of the same message: fanned out again (clients de-duplicate), stored once.
     publish(json.dumps({"message": message, "request_id": "molecule-again"}))
