@@ -26,6 +26,7 @@ DOCUMENTATION = """
 """
 
 import time
+from collections import defaultdict
 from typing import Any
 
 from ansible import constants as C
@@ -48,7 +49,7 @@ class CallbackModule(DefaultCallback):
         self._role: str | None = None
         self._role_started = self._started
         # Per role, in the order they ran: [seconds, changed tasks].
-        self._roles: dict[str, list[float]] = {}
+        self._roles: defaultdict[str, list[float]] = defaultdict(lambda: [0.0, 0])
 
     # -- helpers ------------------------------------------------------------------------------
     def _full(self) -> bool:
@@ -76,7 +77,7 @@ class CallbackModule(DefaultCallback):
 
     def _close_role(self) -> None:
         if self._role is not None:
-            self._roles.setdefault(self._role, [0.0, 0])[0] += time.monotonic() - self._role_started
+            self._roles[self._role][0] += time.monotonic() - self._role_started
 
     @staticmethod
     def _role_of(task: Any) -> str:
@@ -109,7 +110,7 @@ class CallbackModule(DefaultCallback):
         if role != self._role:
             self._close_role()
             self._role, self._role_started = role, time.monotonic()
-            self._roles.setdefault(role, [0.0, 0])
+            self._roles[role]  # listed in the order the roles ran, even with nothing changed
             self._line(f"  [{time.monotonic() - self._started:7.1f} s] {role}")
 
     def v2_playbook_on_include(self, included_file: Any) -> None:
@@ -129,7 +130,7 @@ class CallbackModule(DefaultCallback):
             return  # a loop's items were printed one by one
         if outcome.get("changed", False):
             if self._role is not None:
-                self._roles.setdefault(self._role, [0.0, 0])[1] += 1
+                self._roles[self._role][1] += 1
             self._line(f"      changed: {(task.name or task.get_name()).strip()}", C.COLOR_CHANGED)
 
     def v2_runner_item_on_ok(self, result: Any) -> None:
